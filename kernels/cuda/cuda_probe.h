@@ -1,0 +1,13 @@
+/* kernels/cuda/cuda_probe.h — GPU presence check (probe.cu). */
+#ifndef BAGEL_CUDA_PROBE_H
+#define BAGEL_CUDA_PROBE_H
+#include <stddef.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Number of usable devices (0 when none); msg gets the device description or the reason. */
+int bk_cuda_probe(char *msg, size_t msg_size);
+#ifdef __cplusplus
+}
+#endif
+#endif
