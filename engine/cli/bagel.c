@@ -9,6 +9,7 @@
 
 /* One line per subcommand; the table ends with a NULL name. */
 static const CliCommand commands[] = {
+  {"info", cmd_info, "print the architecture, parameter counts and dtypes of a checkpoint"},
   {NULL, NULL, NULL},
 };
 
