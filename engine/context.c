@@ -69,6 +69,7 @@ void ctx_set_dump(Ctx *c, Dump *dump, const char *tag) {
   c->dump = dump;
   g_free(c->tag);
   c->tag = g_strdup(tag);
+  c->n_updates = 0;
 }
 
 /* Make rows [kv_len, kv_len + n) of this context's store writable. */
@@ -202,8 +203,11 @@ gboolean ctx_denoise(Ctx *c, Arena *a, const BkTensor *x_t, float t, int h, int 
   BkTensor out = arena_2d(a, BK_BF16, N + 2, D);
   LlmBlock b = {.und_head = 1, .gen = N, .und_tail = 1, .gen_mode = TRUE, .pos0 = c->rope,
                 .pos_step = 0, .causal = BK_CAUSAL_NONE};
-  gboolean ok = llm_forward(c->m->llm, a, &x, &b, c->sh->kv, c->kv_len, FALSE, &out, NULL, NULL,
-                            error);
+  char *tag = update_tag(c);
+  gboolean ok = llm_forward(c->m->llm, a, &x, &b, c->sh->kv, c->kv_len, FALSE, &out, c->dump,
+                            tag, error);
+  g_free(tag);
+  c->n_updates++;
   if (ok) {
     BkTensor lat = bk_rows_view(out, 1, N);
     gen_velocity(c->m->gen, &lat, v);

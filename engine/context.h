@@ -29,7 +29,8 @@ void ctx_free(Ctx *c);
 int64_t ctx_kv_len(const Ctx *c);
 int64_t ctx_rope(const Ctx *c);
 const KvStore *ctx_store(const Ctx *c);
-/* Record every update's layer outputs as "<tag>.u<k>.layer<l>" (dump may be NULL). */
+/* Record the layer outputs of the k-th update from now as "<tag>.u<k>.layer<l>" (dump
+ * may be NULL). */
 void ctx_set_dump(Ctx *c, Dump *dump, const char *tag);
 
 /* Append a text segment; ids are the whole segment ([bos] + text + [eos] for BAGEL). */

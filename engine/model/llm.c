@@ -283,6 +283,11 @@ gboolean llm_forward(LlmModel *m, Arena *a, BkTensor *x, const LlmBlock *b, KvSt
                 G_GINT64_FORMAT " capacity)", kv_len, kv_len + L, kv->used, kv->cap);
     return FALSE;
   }
+  if (dump) {
+    char name[96];
+    g_snprintf(name, sizeof name, "%s.in", tag);
+    dump_tensor(dump, be, name, x);
+  }
   for (int l = 0; l < m->cfg.layers; l++) {
     layer_forward(m, a, l, x, b, kv, kv_len, append);
     if (dump) {

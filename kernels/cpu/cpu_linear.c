@@ -1,22 +1,21 @@
 /* kernels/cpu/cpu_linear.c — y = x·wᵀ + b on the CPU reference backend.
  * bf16 weights: x rounded to bf16 (autocast), products accumulated in fp32, bias added
  * in fp32, one rounding to y's dtype.  fp32 weights: all fp32.  The reference keeps the
- * weights in their stored dtype (never a converted copy) and converts one row at a time. */
+ * weights in their stored dtype (never a converted copy) and converts one row at a time.
+ *
+ * Summation order: each dot product runs k = 0 … K−1 sequentially in fp32, the order of
+ * torch's CPU GEMM that produced the golden files.  Measured on the golden lm_head call
+ * (608,256 bf16 outputs): sequential 4 mismatches, all on exact bf16 rounding ties; 8- or
+ * 16-lane partial sums 26–32; fp64 accumulation 28.  The model under CFG amplifies a single
+ * flipped rounding step after step, so the order matters for the golden tolerances. */
 #include "cpu_internal.h"
 
 #include <stdlib.h>
 
-#define LANES 16
-
-/* Σ a[k]·b[k] in fp32 over LANES partial sums (vectorisable without reassociation). */
+/* Σ a[k]·b[k], sequentially in fp32. */
 static float dot_f32(const float *a, const float *b, int64_t K) {
-  float acc[LANES] = {0};
-  int64_t k = 0;
-  for (; k + LANES <= K; k += LANES)
-    for (int l = 0; l < LANES; l++) acc[l] += a[k + l] * b[k + l];
   float s = 0;
-  for (int l = 0; l < LANES; l++) s += acc[l];
-  for (; k < K; k++) s += a[k] * b[k];
+  for (int64_t k = 0; k < K; k++) s += a[k] * b[k];
   return s;
 }
 
