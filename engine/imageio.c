@@ -382,8 +382,22 @@ typedef struct {
 typedef struct {
   struct jpeg_decompress_struct cinfo;
   JpegErr err;
+  struct jpeg_progress_mgr progress;
   guint8 *pixels;
 } JpegCtx;
+
+/* Each progressive scan costs a pass over the whole image, so a small file of many
+ * scans could keep the decoder busy for minutes; libjpeg-turbo's own tools stop at 500. */
+#define JPEG_MAX_SCANS 1000
+
+static void jpeg_on_progress(j_common_ptr cinfo) {
+  if (cinfo->is_decompressor &&
+      ((j_decompress_ptr)cinfo)->input_scan_number > JPEG_MAX_SCANS) {
+    JpegErr *e = (JpegErr *)cinfo->err;
+    g_snprintf(e->msg, sizeof e->msg, "more than %d scans", JPEG_MAX_SCANS);
+    longjmp(e->jb, 1);
+  }
+}
 
 static void jpeg_on_error(j_common_ptr cinfo) {
   JpegErr *e = (JpegErr *)cinfo->err;
@@ -430,6 +444,8 @@ static gboolean load_jpeg(const guint8 *data, gsize len, const char *name,
     goto done;
   }
   jpeg_create_decompress(&c->cinfo);
+  c->progress.progress_monitor = jpeg_on_progress;
+  c->cinfo.progress = &c->progress;
   jpeg_mem_src(&c->cinfo, data, (unsigned long)len);
   jpeg_read_header(&c->cinfo, TRUE);
 

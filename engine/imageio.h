@@ -31,7 +31,8 @@
  *
  * Limits: an image larger than IMG_MAX_SIDE on a side or than IMG_MAX_PIXELS in all is
  * rejected from its header, before any pixel memory is allocated.  A truncated file is
- * an error (PIL: "image file is truncated"); so is a bad chunk CRC.
+ * an error (PIL: "image file is truncated"); so is a bad chunk CRC, and (unlike PIL,
+ * against decoding-time bombs) a JPEG of more than 1000 scans.
  *
  * Errors: GError in BAGEL_ERROR — BAGEL_ERROR_IO (cannot read/write the file) or
  * BAGEL_ERROR_FORMAT (not a PNG/JPEG, corrupt, too large); messages start with the file

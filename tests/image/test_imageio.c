@@ -261,6 +261,27 @@ static void test_huge_and_zero_png(void) {
   expect_load_error(path, "square16k.png", BAGEL_ERROR_FORMAT, "too large");
   g_free(path);
   g_byte_array_unref(b);
+  /* exactly the side limit is fine: a real 16384×2 image round-trips */
+  {
+    guint8 *row = g_malloc(IMG_MAX_SIDE * 2);
+    for (int i = 0; i < IMG_MAX_SIDE * 2; i++) row[i] = (guint8)(i * 7);
+    path = tmp_path("edge16k.png");
+    g_assert_true(img_save_png(path, row, IMG_MAX_SIDE, 2, 1, 0, NULL));
+    ImgBuffer edge;
+    GError *e = NULL;
+    g_assert_true(img_load_file(path, &edge, &e));
+    g_assert_no_error(e);
+    g_assert_cmpint(edge.width, ==, IMG_MAX_SIDE);
+    g_assert_cmpmem(edge.pixels, IMG_MAX_SIDE * 2, row, IMG_MAX_SIDE * 2);
+    int vw, vh;
+    g_assert_true(img_resize_rule(edge.width, edge.height, 1024, 512, 16,
+                                  IMG_DEFAULT_MAX_PIXELS, &vw, &vh, NULL));
+    g_assert_cmpint(vw, ==, 1024);
+    g_assert_cmpint(vh, ==, 16);
+    img_buffer_clear(&edge);
+    g_free(row);
+    g_free(path);
+  }
   /* 0×0 */
   b = png_header_only(0, 0, 8, 2);
   path = write_tmp("zero.png", b->data, b->len);
@@ -324,6 +345,45 @@ static void test_huge_and_zero_jpeg(void) {
   g_assert_cmpint(img.width, ==, 4000);
   g_assert_cmpint(img.height, ==, 3000);
   img_buffer_clear(&img);
+  g_free(d);
+}
+
+/* A progressive JPEG whose last scan is repeated `extra` times before EOI. */
+static guint8 *jpeg_with_repeated_scan(int extra, gsize *out_len) {
+  gsize len;
+  guint8 *d = itu_read("jpeg/rgb420_progressive.jpg", &len);
+  gsize last_sos = 0, eoi = 0;
+  for (gsize i = 2; i + 1 < len; i++) {
+    if (d[i] != 0xff) continue;
+    if (d[i + 1] == 0xda) last_sos = i;
+    if (d[i + 1] == 0xd9) eoi = i;
+  }
+  g_assert_cmpuint(last_sos, >, 0);
+  g_assert_cmpuint(eoi, >, last_sos);
+  GByteArray *b = g_byte_array_new();
+  g_byte_array_append(b, d, (guint)eoi);
+  for (int k = 0; k < extra; k++) g_byte_array_append(b, d + last_sos, (guint)(eoi - last_sos));
+  g_byte_array_append(b, d + eoi, 2);
+  g_free(d);
+  *out_len = b->len;
+  return g_byte_array_free(b, FALSE);
+}
+
+static void test_jpeg_scan_limit(void) {
+  gsize len;
+  guint8 *d = jpeg_with_repeated_scan(20, &len);
+  ImgBuffer img;
+  GError *err = NULL;
+  g_assert_true(img_load_memory(d, len, "scans20.jpg", &img, &err));   /* only warnings */
+  g_assert_no_error(err);
+  img_buffer_clear(&img);
+  g_free(d);
+  d = jpeg_with_repeated_scan(1000, &len);
+  g_assert_false(img_load_memory(d, len, "scans1000.jpg", &img, &err));
+  g_assert_error(err, BAGEL_ERROR, BAGEL_ERROR_FORMAT);
+  g_assert_nonnull(strstr(err->message, "scans"));
+  g_test_message("%s", err->message);
+  g_clear_error(&err);
   g_free(d);
 }
 
@@ -494,6 +554,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/imageio/bad/missing_garbage", test_missing_and_garbage);
   g_test_add_func("/imageio/bad/png_sizes", test_huge_and_zero_png);
   g_test_add_func("/imageio/bad/jpeg_sizes", test_huge_and_zero_jpeg);
+  g_test_add_func("/imageio/bad/jpeg_scan_limit", test_jpeg_scan_limit);
   g_test_add_func("/imageio/alpha_only", test_alpha_only);
   g_test_add_func("/imageio/write/png_round_trip", test_png_round_trip);
   g_test_add_func("/imageio/write/jpeg_round_trip", test_jpeg_round_trip);
