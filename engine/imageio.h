@@ -70,6 +70,18 @@ typedef struct {
                           "RGBA", "CMYK" (for messages and tests) */
 } ImgBuffer;
 
+/* An ImgBuffer over foreign memory (no key, not owned: never img_buffer_clear it). */
+static inline ImgBuffer img_buffer_wrap(const guint8 *pixels, int width, int height,
+                                        int channels, int stride) {
+  static const char *modes[5] = {"?", "L", "LA", "RGB", "RGBA"};
+  ImgBuffer b = {.width = width, .height = height, .channels = channels,
+                 .stride = stride > 0 ? stride : width * channels,
+                 .pixels = (guint8 *)pixels, .format = IMG_FORMAT_UNKNOWN};
+  g_strlcpy(b.pil_mode, modes[channels >= 1 && channels <= 4 ? channels : 0],
+            sizeof b.pil_mode);
+  return b;
+}
+
 /* Limits for the loaders; zero fields take the defaults (IMG_MAX_SIDE, IMG_MAX_PIXELS). */
 typedef struct {
   int max_side;

@@ -153,8 +153,9 @@ static void test_decode_reference(void) {
 static void test_to_rgb_rules(void) {
   /* RGBA over white: PIL paste with an "L" mask, DIV255(255·(255−a) + c·a) */
   const guint8 rgba[4 * 4] = {0, 0, 0, 0, 0, 0, 0, 255, 10, 100, 200, 128, 255, 0, 0, 1};
-  ImgBuffer img = {.width = 4, .height = 1, .channels = 4, .stride = 16,
-                   .pixels = (guint8 *)rgba};
+  ImgBuffer img = img_buffer_wrap(rgba, 4, 1, 4, 0);
+  g_assert_cmpint(img.stride, ==, 16);
+  g_assert_cmpstr(img.pil_mode, ==, "RGBA");
   guint8 *rgb = img_to_rgb(&img, NULL);
   const guint8 want[12] = {255, 255, 255, 0, 0, 0, 132, 177, 227, 255, 254, 254};
   g_assert_cmpmem(rgb, 12, want, 12);
