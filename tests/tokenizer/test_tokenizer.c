@@ -3,6 +3,7 @@
  *  - golden: every text segment the official code appended in ../shared/golden/tiny (prompts,
  *    think system prompts, re-encoded reasoning), prompt_token_ids, and decode of the
  *    generated ids (tests/data/tokenizer/golden_tiny.json, see tools/tokref/extract_golden.py);
+ *  - the embedded think prompts equal the official strings and give the official ids;
  *  - invalid UTF-8, NUL, Python's errors="replace" decoding, unknown ids;
  *  - added tokens on a tiny vocabulary: transformers' Trie and lstrip/rstrip/single_word
  *    (expected ids worked out with transformers' algorithm);
@@ -10,6 +11,7 @@
 #include <glib/gstdio.h>
 
 #include "bagel.h"
+#include "resources.h"
 #include "tok_test_util.h"
 #include "tokenizer_internal.h"
 
@@ -121,6 +123,34 @@ static void test_golden_decode(void) {
   }
   g_list_free(names);
   g_assert_cmpuint(n, ==, 4);
+}
+
+static void test_think_prompts(void) {
+  JsonObject *tp = json_object_get_object_member(golden(), "think_prompts");
+  struct { const char *key, *text; } cases[] = {
+    {"think_gen", bagel_prompt_think_gen()},
+    {"think_und", bagel_prompt_think_und()},
+  };
+  for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+    JsonObject *o = json_object_get_object_member(tp, cases[i].key);
+    /* the resource is the Python string byte for byte (no trailing newline) */
+    g_assert_cmpstr(cases[i].text, ==, json_object_get_string_member(o, "text"));
+    GArray *want = ids_from_json(json_object_get_array_member(o, "ids"));
+    GArray *got = g_array_new(FALSE, FALSE, sizeof(gint32));
+    g_assert_true(tok_encode_segment(qwen2(), cases[i].text, -1, got, NULL));
+    assert_ids(got, want, cases[i].key);
+    g_array_unref(want);
+    g_array_unref(got);
+  }
+  g_assert_true(g_str_has_suffix(bagel_prompt_think_gen(), "</think> image here"));
+  g_assert_true(g_str_has_suffix(bagel_prompt_think_und(), "</think> answer here"));
+  gsize len;
+  GError *error = NULL;
+  g_assert_nonnull(bagel_resource_text("prompts/think_gen.txt", &len, &error));
+  g_assert_cmpuint(len, ==, strlen(bagel_prompt_think_gen()));
+  g_assert_null(bagel_resource_text("prompts/nope.txt", NULL, &error));
+  g_assert_error(error, BAGEL_ERROR, BAGEL_ERROR_INVALID_ARG);
+  g_clear_error(&error);
 }
 
 static void test_invalid_utf8(void) {
@@ -510,6 +540,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/tokenizer/qwen2/basics", test_qwen2_basics);
   g_test_add_func("/tokenizer/golden/segments", test_golden_segments);
   g_test_add_func("/tokenizer/golden/decode", test_golden_decode);
+  g_test_add_func("/tokenizer/golden/think-prompts", test_think_prompts);
   g_test_add_func("/tokenizer/encode/invalid-utf8", test_invalid_utf8);
   g_test_add_func("/tokenizer/encode/nul", test_nul);
   g_test_add_func("/tokenizer/encode/segment", test_segment);
