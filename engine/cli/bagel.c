@@ -9,6 +9,7 @@
 
 /* One line per subcommand; the table ends with a NULL name. */
 static const CliCommand commands[] = {
+  {"tokenize", cmd_tokenize, "text <-> token ids with the model's tokenizer (stdin lines)"},
   {NULL, NULL, NULL},
 };
 

@@ -17,5 +17,6 @@ typedef struct {
 int cli_fail(const char *cmd, GError *error);
 
 /* subcommands (keep in the order of the help text) */
+int cmd_tokenize(int argc, char **argv);
 
 #endif
