@@ -44,7 +44,7 @@ static inline GArray *ids_from_json(JsonArray *a) {
 }
 
 static inline gboolean ids_equal(const GArray *a, const GArray *b) {
-  return a->len == b->len && !memcmp(a->data, b->data, a->len * sizeof(gint32));
+  return a->len == b->len && (a->len == 0 || !memcmp(a->data, b->data, a->len * sizeof(gint32)));
 }
 
 static inline char *ids_to_string(const GArray *ids) {
