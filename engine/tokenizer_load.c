@@ -27,21 +27,19 @@ static gboolean byte_is_printable(guint b) {
   return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
 }
 
+/* The 68 other bytes map to 256, 257, ... in byte order: 0x00-0x20, 0x7F-0xA0, 0xAD. */
 gunichar tok_byte_to_unichar(guint8 b) {
   if (byte_is_printable(b)) return b;
-  guint n = 0; /* the others map to 256, 257, ... in byte order */
-  for (guint i = 0; i < b; i++)
-    if (!byte_is_printable(i)) n++;
-  return 256 + n;
+  if (b <= 0x20) return 256 + b;
+  if (b >= 0x7F && b <= 0xA0) return 289 + (b - 0x7F);
+  return 323; /* 0xAD */
 }
 
 int tok_unichar_to_byte(gunichar c) {
   if (c < 256) return byte_is_printable(c) ? (int)c : -1;
-  if (c >= 256 + 68) return -1; /* 68 bytes are not printable */
-  guint n = c - 256;
-  for (guint b = 0; b < 256; b++)
-    if (!byte_is_printable(b) && n-- == 0) return (int)b;
-  return -1;
+  if (c <= 288) return (int)(c - 256);
+  if (c <= 322) return (int)(0x7F + (c - 289));
+  return c == 323 ? 0xAD : -1;
 }
 
 gboolean tok_py_isspace(gunichar c) {
