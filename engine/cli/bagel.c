@@ -10,6 +10,7 @@
 /* One line per subcommand; the table ends with a NULL name. */
 static const CliCommand commands[] = {
   {"info", cmd_info, "print the architecture, parameter counts and dtypes of a checkpoint"},
+  {"tokenize", cmd_tokenize, "text <-> token ids with the model's tokenizer (stdin lines)"},
   {NULL, NULL, NULL},
 };
 

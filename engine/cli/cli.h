@@ -18,5 +18,6 @@ int cli_fail(const char *cmd, GError *error);
 
 /* subcommands (keep in the order of the help text) */
 int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif
