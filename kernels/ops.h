@@ -177,7 +177,8 @@ typedef struct BkOps {
   /* y = x·s + t elementwise, fp32 compute, rounded to y's dtype. */
   void (*scale_shift)(BkBackend *be, BkTensor *y, const BkTensor *x, float s, float t);
 
-  /* SwiGLU: y = bf16(bf16(silu(gate)) · up)  (gate/up BF16). */
+  /* SwiGLU: y = bf16(bf16(silu(gate)) · up)  (gate/up BF16).  up NULL: y = silu(gate)
+   * rounded to y's dtype (nn.SiLU).  y may alias gate. */
   void (*silu_mul)(BkBackend *be, BkTensor *y, const BkTensor *gate, const BkTensor *up);
 
   /* GELU with tanh approximation, fp32 compute, rounded to y's dtype. */

@@ -1,0 +1,95 @@
+/* kernels/cpu/cpu_sampler.c — one CFG combine + Euler step (docs/bagel-spec.md §6 steps
+ * 5–6 and the rounding of §13), the CPU reference of the fused CUDA kernel.
+ *
+ *   s_t ≤ 1 (or no text branch): v = c (bf16).
+ *   global / channel: a = u_t + s_t(c − u_t) op by op in bf16; b = u_i + s_i(a − u_i) in
+ *     bf16 when s_i > 1, else a; r = clamp(‖c‖/(‖b‖+1e-8), renorm_min, 1) with fp32 norms
+ *     (global: over all N×64 values; channel: per token); v = b·r, rounded to bf16 for
+ *     global (a 0-dim scale keeps bf16), fp32 for channel (a per-token fp32 tensor).
+ *   text_channel: a as above (bf16); per token r = clamp(‖c‖/(‖a‖+1e-8), min, 1);
+ *     a' = a·r (fp32); v = u_i + s_i(a' − u_i) in fp32 when s_i > 1, else a'.
+ *   Euler: x ← x − v·Δ; the product is rounded to bf16 when v is bf16. */
+#include "cpu_internal.h"
+
+#include <stdlib.h>
+
+static float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+static double sumsq_rows(const float *v, int64_t r0, int64_t r1, int64_t C) {
+  double s = 0;
+  for (int64_t i = r0 * C; i < r1 * C; i++) s += (double)v[i] * v[i];
+  return s;
+}
+
+void cpu_cfg_euler(BkBackend *be, BkTensor *x, const BkTensor *c, const BkTensor *ut,
+                   const BkTensor *ui, const BkCfgStep *p, BkTensor *v_out) {
+  const int64_t N = bk_rows(x), C = bk_cols(x), n = N * C;
+  if (x->dt != BK_F32 || bk_numel(c) != n || (ut && bk_numel(ut) != n) ||
+      (ui && bk_numel(ui) != n) || (v_out && (bk_numel(v_out) != n || v_out->dt != BK_F32))) {
+    bk_fail(be, "cpu cfg_euler: branch velocities must match x[%lld,%lld] (F32)",
+            (long long)N, (long long)C);
+    return;
+  }
+  float *cv = malloc(sizeof(float) * (size_t)n * 2), *v = cv + n;
+  for (int64_t i = 0; i < n; i++) cv[i] = ld_f(c, i);
+  bool v_bf16;
+  if (!ut || p->cfg_text <= 1.0f) {
+    memcpy(v, cv, sizeof(float) * (size_t)n);
+    v_bf16 = c->dt == BK_BF16;
+  } else {
+    const float st = p->cfg_text, si = p->cfg_img;
+    const bool img = ui && si > 1.0f;
+    float *a = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+      float u = ld_f(ut, i);
+      a[i] = bk_round_bf16(u + bk_round_bf16(st * bk_round_bf16(cv[i] - u)));
+    }
+    if (p->renorm == BK_RENORM_TEXT_CHANNEL) {
+      for (int64_t t = 0; t < N; t++) {
+        float nc = (float)sqrt(sumsq_rows(cv, t, t + 1, C));
+        float na = (float)sqrt(sumsq_rows(a, t, t + 1, C));
+        float r = clampf(nc / (na + 1e-8f), p->renorm_min, 1.0f);
+        for (int64_t k = t * C; k < (t + 1) * C; k++) {
+          float ap = a[k] * r;
+          if (img) {
+            float u = ld_f(ui, k);
+            v[k] = u + si * (ap - u);
+          } else {
+            v[k] = ap;
+          }
+        }
+      }
+      v_bf16 = false;
+    } else {
+      if (img)
+        for (int64_t i = 0; i < n; i++) {
+          float u = ld_f(ui, i);
+          a[i] = bk_round_bf16(u + bk_round_bf16(si * bk_round_bf16(a[i] - u)));
+        }
+      if (p->renorm == BK_RENORM_GLOBAL) {
+        float nc = (float)sqrt(sumsq_rows(cv, 0, N, C));
+        float nb = (float)sqrt(sumsq_rows(a, 0, N, C));
+        float r = clampf(nc / (nb + 1e-8f), p->renorm_min, 1.0f);
+        for (int64_t i = 0; i < n; i++) v[i] = bk_round_bf16(a[i] * r);
+        v_bf16 = true;
+      } else {
+        for (int64_t t = 0; t < N; t++) {
+          float nc = (float)sqrt(sumsq_rows(cv, t, t + 1, C));
+          float nb = (float)sqrt(sumsq_rows(a, t, t + 1, C));
+          float r = clampf(nc / (nb + 1e-8f), p->renorm_min, 1.0f);
+          for (int64_t k = t * C; k < (t + 1) * C; k++) v[k] = a[k] * r;
+        }
+        v_bf16 = false;
+      }
+    }
+    free(a);
+  }
+  float *xs = x->data;
+  for (int64_t i = 0; i < n; i++) {
+    float step = v[i] * p->dt;
+    if (v_bf16) step = bk_round_bf16(step);
+    xs[i] = xs[i] - step;
+  }
+  if (v_out) memcpy(v_out->data, v, sizeof(float) * (size_t)n);
+  free(cv);
+}

@@ -1,0 +1,343 @@
+/* tests/unit/test_ops_cpu.c — each CPU reference op against a closed form or a naive
+ * fp64 formula on random inputs (odd shapes included), with explicit tolerances:
+ * fp32 paths agree to ~1e-5 relative; bf16 outputs to within bf16 rounding (2^-8). */
+#include <glib.h>
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+
+static BkBackend *be;
+static GRand *rng;
+
+static float frand(float scale) { return (float)g_rand_double_range(rng, -scale, scale); }
+
+typedef struct {
+  BkTensor t;
+  void *mem;
+} Buf;
+
+static Buf buf(BkDType dt, int nd, const int64_t *ne) {
+  Buf b;
+  b.t = bk_tensor(NULL, dt, nd, ne);
+  b.mem = g_malloc0(bk_nbytes(&b.t) + 64);
+  b.t.data = b.mem;
+  return b;
+}
+static Buf buf2(BkDType dt, int64_t r, int64_t c) { return buf(dt, 2, (int64_t[]){r, c}); }
+
+static void fill(Buf *b, float scale) {
+  for (int64_t i = 0; i < bk_numel(&b->t); i++) {
+    float v = frand(scale);
+    if (b->t.dt == BK_F32) ((float *)b->mem)[i] = v;
+    else ((uint16_t *)b->mem)[i] = bk_f32_to_bf16(v);
+  }
+}
+static float at(const Buf *b, int64_t i) {
+  return b->t.dt == BK_F32 ? ((float *)b->mem)[i] : bk_bf16_to_f32(((uint16_t *)b->mem)[i]);
+}
+
+/* max |ours - ref| / max(|ref|, floor) over the tensor */
+static double max_rel(const Buf *ours, const double *ref, double floor) {
+  double m = 0;
+  for (int64_t i = 0; i < bk_numel(&ours->t); i++)
+    m = fmax(m, fabs(at(ours, i) - ref[i]) / fmax(fabs(ref[i]), floor));
+  return m;
+}
+
+#define CHECK_OK() g_assert_true(bk_ok(be))
+
+static void test_linear(void) {
+  const int64_t shapes[][3] = {{1, 7, 5}, {3, 64, 17}, {5, 33, 129}, {2, 300, 40}};
+  for (unsigned s = 0; s < G_N_ELEMENTS(shapes); s++) {
+    int64_t M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+    for (int wdt = 0; wdt < 2; wdt++) {
+      BkDType dt = wdt ? BK_BF16 : BK_F32;
+      Buf x = buf2(BK_F32, M, K), w = buf2(dt, N, K), b = buf(dt, 1, (int64_t[]){N});
+      Buf y = buf2(dt, M, N);
+      fill(&x, 2);
+      fill(&w, 1);
+      fill(&b, 1);
+      be->ops->linear(be, &y.t, &x.t, &w.t, &b.t);
+      CHECK_OK();
+      double *ref = g_new(double, M * N);
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+          double acc = at(&b, n);
+          for (int64_t k = 0; k < K; k++) {
+            double xv = wdt ? bk_round_bf16(at(&x, m * K + k)) : at(&x, m * K + k);
+            acc += xv * at(&w, n * K + k);
+          }
+          ref[m * N + n] = acc;
+        }
+      /* fp32 accumulation error grows ~sqrt(K)·2^-24 relative to the sum of |terms| */
+      double err = max_rel(&y, ref, 1.0), tol = wdt ? 4.0 / 256 : 1e-5;
+      g_test_message("linear %s M%lld K%lld N%lld: max rel err %.2e (tol %.0e)",
+                     bk_dtype_name(dt), (long long)M, (long long)K, (long long)N, err, tol);
+      g_assert_cmpfloat(err, <=, tol);
+      g_free(ref);
+      g_free(x.mem); g_free(w.mem); g_free(b.mem); g_free(y.mem);
+    }
+  }
+  /* a shape mismatch is reported, not crashed on */
+  Buf x = buf2(BK_F32, 2, 3), w = buf2(BK_F32, 4, 5), y = buf2(BK_F32, 2, 4);
+  be->ops->linear(be, &y.t, &x.t, &w.t, NULL);
+  g_assert_false(bk_ok(be));
+  g_assert_nonnull(strstr(be->error, "linear"));
+  bk_clear_error(be);
+  g_free(x.mem); g_free(w.mem); g_free(y.mem);
+}
+
+static void test_rms_norm(void) {
+  const int64_t R = 5, D = 37;
+  Buf w = buf(BK_BF16, 1, (int64_t[]){D});
+  fill(&w, 1.5);
+  for (int bf = 0; bf < 2; bf++) {
+    BkDType dt = bf ? BK_BF16 : BK_F32;
+    Buf x = buf2(dt, R, D), y = buf2(dt, R, D);
+    fill(&x, 3);
+    be->ops->rms_norm(be, &y.t, &x.t, &w.t, 1e-6f);
+    CHECK_OK();
+    for (int64_t r = 0; r < R; r++) {
+      double ss = 0;
+      for (int64_t i = 0; i < D; i++) ss += (double)at(&x, r * D + i) * at(&x, r * D + i);
+      double rstd = 1.0 / sqrt(ss / D + 1e-6);
+      for (int64_t i = 0; i < D; i++) {
+        double n = at(&x, r * D + i) * rstd;
+        double want = bf ? bk_round_bf16(at(&w, i) * bk_round_bf16((float)n)) : at(&w, i) * n;
+        double got = at(&y, r * D + i);
+        /* bf16 recipe: identical roundings, so at most one bf16 ulp apart */
+        double tol = bf ? fabs(want) * (1.0 / 128) + 1e-30 : fabs(want) * 1e-5 + 1e-7;
+        if (fabs(got - want) > tol) g_error("rms_norm %s [%lld,%lld]: %g vs %g", bk_dtype_name(dt),
+                                            (long long)r, (long long)i, got, want);
+      }
+    }
+    g_free(x.mem);
+    g_free(y.mem);
+  }
+  g_free(w.mem);
+}
+
+static void test_layer_norm(void) {
+  const int64_t R = 4, D = 45;
+  Buf x = buf2(BK_BF16, R, D), y = buf2(BK_F32, R, D), w = buf(BK_BF16, 1, (int64_t[]){D}),
+      b = buf(BK_BF16, 1, (int64_t[]){D});
+  fill(&x, 4);
+  fill(&w, 1);
+  fill(&b, 1);
+  be->ops->layer_norm(be, &y.t, &x.t, &w.t, &b.t, 1e-6f);
+  CHECK_OK();
+  double *ref = g_new(double, R * D);
+  for (int64_t r = 0; r < R; r++) {
+    double m = 0, v = 0;
+    for (int64_t i = 0; i < D; i++) m += at(&x, r * D + i);
+    m /= D;
+    for (int64_t i = 0; i < D; i++) v += pow(at(&x, r * D + i) - m, 2);
+    v /= D;
+    for (int64_t i = 0; i < D; i++)
+      ref[r * D + i] = (at(&x, r * D + i) - m) / sqrt(v + 1e-6) * at(&w, i) + at(&b, i);
+  }
+  double err = max_rel(&y, ref, 1.0);
+  g_test_message("layer_norm max err %.2e", err);
+  g_assert_cmpfloat(err, <=, 2e-6);
+  g_free(ref);
+  g_free(x.mem); g_free(y.mem); g_free(w.mem); g_free(b.mem);
+}
+
+static void test_rope(void) {
+  const int64_t L = 6, H = 3, D = 16;
+  const float theta = 1e6f;
+  for (int bf = 0; bf < 2; bf++) {
+    BkDType dt = bf ? BK_BF16 : BK_F32;
+    for (int step = 0; step < 2; step++) {
+      Buf x = buf(dt, 3, (int64_t[]){L, H, D}), y = buf(dt, 3, (int64_t[]){L, H, D});
+      fill(&x, 2);
+      const int64_t pos0 = 1000;
+      be->ops->rope(be, &y.t, &x.t, pos0, step, theta);
+      CHECK_OK();
+      for (int64_t i = 0; i < L; i++)
+        for (int64_t h = 0; h < H; h++)
+          for (int64_t d = 0; d < D; d++) {
+            int64_t k = d % (D / 2);
+            double ang = (double)(pos0 + i * step) / pow(theta, 2.0 * k / D);
+            double xr = d < D / 2 ? -at(&x, (i * H + h) * D + d + D / 2)
+                                  : at(&x, (i * H + h) * D + d - D / 2);
+            double want = at(&x, (i * H + h) * D + d) * cos(ang) + xr * sin(ang);
+            double got = at(&y, (i * H + h) * D + d);
+            /* cos/sin are bf16 values: errors up to ~2^-8 of |x| per term */
+            double tol = (fabs(at(&x, (i * H + h) * D + d)) + fabs(xr)) * (bf ? 3.0 / 256 : 1.0 / 256) + 1e-6;
+            if (fabs(got - want) > tol)
+              g_error("rope %s step %d [%lld,%lld,%lld]: %g vs %g", bk_dtype_name(dt), step,
+                      (long long)i, (long long)h, (long long)d, got, want);
+          }
+      /* pos_step 0: every row sees the same angle, so identical inputs give identical rows */
+      g_free(x.mem);
+      g_free(y.mem);
+    }
+  }
+  /* in place works */
+  Buf x = buf(BK_BF16, 3, (int64_t[]){2, 1, 4}), y = buf(BK_BF16, 3, (int64_t[]){2, 1, 4});
+  fill(&x, 1);
+  be->ops->rope(be, &y.t, &x.t, 3, 1, 10000.0f);
+  be->ops->rope(be, &x.t, &x.t, 3, 1, 10000.0f);
+  g_assert_cmpmem(x.mem, 16, y.mem, 16);
+  /* position 0 is the identity */
+  be->ops->rope(be, &y.t, &x.t, 0, 0, 10000.0f);
+  g_assert_cmpmem(x.mem, 16, y.mem, 16);
+  g_free(x.mem);
+  g_free(y.mem);
+}
+
+static void test_pointwise(void) {
+  const int64_t n = 257;
+  Buf g = buf2(BK_BF16, 1, n), u = buf2(BK_BF16, 1, n), y = buf2(BK_BF16, 1, n);
+  fill(&g, 6);
+  fill(&u, 2);
+  be->ops->silu_mul(be, &y.t, &g.t, &u.t);
+  CHECK_OK();
+  for (int64_t i = 0; i < n; i++) {
+    double gv = at(&g, i);
+    double want = bk_round_bf16(bk_round_bf16((float)(gv / (1 + exp(-gv)))) * at(&u, i));
+    g_assert_cmpfloat(fabs(at(&y, i) - want), <=, fabs(want) / 128 + 1e-30);
+  }
+  be->ops->gelu_tanh(be, &y.t, &g.t);
+  for (int64_t i = 0; i < n; i++) {
+    double v = at(&g, i);
+    double want = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+    g_assert_cmpfloat(fabs(at(&y, i) - want), <=, fabs(want) / 128 + 1e-6);
+  }
+  /* add with broadcast and rounding into bf16; scale_shift; convert */
+  Buf a = buf2(BK_F32, 3, 5), b = buf2(BK_BF16, 1, 5), s = buf2(BK_BF16, 3, 5);
+  fill(&a, 3);
+  fill(&b, 3);
+  be->ops->add(be, &s.t, &a.t, &b.t);
+  for (int64_t i = 0; i < 15; i++)
+    g_assert_cmpfloat(at(&s, i), ==, bk_round_bf16(at(&a, i) + at(&b, i % 5)));
+  Buf f = buf2(BK_F32, 3, 5);
+  be->ops->scale_shift(be, &f.t, &a.t, 0.5f, -1.0f);
+  for (int64_t i = 0; i < 15; i++) g_assert_cmpfloat(at(&f, i), ==, at(&a, i) * 0.5f - 1.0f);
+  be->ops->convert(be, &s.t, &a.t);
+  for (int64_t i = 0; i < 15; i++) g_assert_cmpfloat(at(&s, i), ==, bk_round_bf16(at(&a, i)));
+  CHECK_OK();
+  g_free(g.mem); g_free(u.mem); g_free(y.mem); g_free(a.mem); g_free(b.mem); g_free(s.mem);
+  g_free(f.mem);
+}
+
+static void test_gather_transpose_pack(void) {
+  Buf table = buf2(BK_BF16, 10, 6), y = buf2(BK_BF16, 3, 6);
+  fill(&table, 1);
+  int32_t ids[3] = {9, 0, 4};
+  be->ops->gather_rows(be, &y.t, &table.t, ids);
+  for (int r = 0; r < 3; r++)
+    g_assert_cmpmem((uint16_t *)y.mem + r * 6, 12, (uint16_t *)table.mem + ids[r] * 6, 12);
+  int32_t bad[3] = {0, 10, 1};
+  be->ops->gather_rows(be, &y.t, &table.t, bad);
+  g_assert_false(bk_ok(be));
+  bk_clear_error(be);
+
+  Buf x = buf2(BK_F32, 37, 45), t = buf2(BK_F32, 45, 37);
+  fill(&x, 1);
+  be->ops->transpose(be, &t.t, &x.t);
+  for (int r = 0; r < 37; r++)
+    for (int c = 0; c < 45; c++) g_assert_cmpfloat(at(&t, c * 37 + r), ==, at(&x, r * 45 + c));
+
+  /* latent pack: z[C, 2h, 2w] -> tokens[h·w, 4C], element (py·2+px)·C + c; and back */
+  const int64_t C = 3, h = 2, w = 3;
+  Buf z = buf(BK_F32, 3, (int64_t[]){C, 2 * h, 2 * w}), tok = buf2(BK_F32, h * w, 4 * C);
+  Buf z2 = buf(BK_F32, 3, (int64_t[]){C, 2 * h, 2 * w});
+  fill(&z, 1);
+  be->ops->latent_pack(be, &tok.t, &z.t);
+  for (int64_t r = 0; r < h; r++)
+    for (int64_t c = 0; c < w; c++)
+      for (int py = 0; py < 2; py++)
+        for (int px = 0; px < 2; px++)
+          for (int64_t ch = 0; ch < C; ch++)
+            g_assert_cmpfloat(at(&tok, (r * w + c) * 4 * C + (py * 2 + px) * C + ch), ==,
+                              at(&z, (ch * 2 * h + 2 * r + py) * 2 * w + 2 * c + px));
+  be->ops->latent_unpack(be, &z2.t, &tok.t);
+  g_assert_cmpmem(z.mem, bk_nbytes(&z.t), z2.mem, bk_nbytes(&z.t));
+  CHECK_OK();
+  g_free(table.mem); g_free(y.mem); g_free(x.mem); g_free(t.mem); g_free(z.mem); g_free(tok.mem);
+  g_free(z2.mem);
+}
+
+/* naive attention in double over the concatenated keys */
+static void attn_ref(const Buf *q, const Buf *kc, const Buf *vc, const Buf *kn, const Buf *vn,
+                     int64_t Lc, int causal, float scale, double *out) {
+  int64_t Lq = q->t.ne[0], Hq = q->t.ne[1], D = q->t.ne[2], Hkv = kn->t.ne[1];
+  for (int64_t i = 0; i < Lq; i++)
+    for (int64_t h = 0; h < Hq; h++) {
+      int64_t hk = h / (Hq / Hkv), vis = causal ? Lc + i + 1 : Lc + Lq;
+      double *s = g_new(double, vis), mx = -INFINITY, sum = 0;
+      for (int64_t j = 0; j < vis; j++) {
+        const Buf *K = j < Lc ? kc : kn;
+        int64_t jj = j < Lc ? j : j - Lc;
+        double d = 0;
+        for (int64_t e = 0; e < D; e++) d += at(q, (i * Hq + h) * D + e) * at(K, (jj * Hkv + hk) * D + e);
+        s[j] = d * scale;
+        mx = fmax(mx, s[j]);
+      }
+      for (int64_t j = 0; j < vis; j++) sum += (s[j] = exp(s[j] - mx));
+      for (int64_t e = 0; e < D; e++) {
+        double acc = 0;
+        for (int64_t j = 0; j < vis; j++) {
+          const Buf *V = j < Lc ? vc : vn;
+          int64_t jj = j < Lc ? j : j - Lc;
+          acc += s[j] * at(V, (jj * Hkv + hk) * D + e);
+        }
+        out[(i * Hq + h) * D + e] = acc / sum;
+      }
+      g_free(s);
+    }
+}
+
+static void test_attention(void) {
+  const struct { int64_t Lq, Lc, Hq, Hkv, D; int causal; BkDType dt; } cases[] = {
+    {5, 0, 4, 2, 16, 1, BK_BF16},   /* text prefill, empty cache */
+    {4, 7, 4, 2, 16, 1, BK_BF16},   /* text prefill after a cache: bottom-right */
+    {1, 9, 6, 2, 8, 1, BK_BF16},    /* decode step */
+    {9, 11, 4, 1, 16, 0, BK_BF16},  /* image block, full, GQA 4:1 */
+    {7, 0, 2, 2, 18, 0, BK_BF16},   /* SigLIP-like, head dim not a power of two */
+    {33, 0, 1, 1, 40, 0, BK_F32},   /* VAE mid-block: one head, fp32 */
+  };
+  for (unsigned c = 0; c < G_N_ELEMENTS(cases); c++) {
+    int64_t Lq = cases[c].Lq, Lc = cases[c].Lc, Hq = cases[c].Hq, Hkv = cases[c].Hkv,
+            D = cases[c].D;
+    BkDType dt = cases[c].dt;
+    Buf q = buf(dt, 3, (int64_t[]){Lq, Hq, D}), o = buf(dt, 3, (int64_t[]){Lq, Hq, D});
+    Buf kn = buf(dt, 3, (int64_t[]){Lq, Hkv, D}), vn = buf(dt, 3, (int64_t[]){Lq, Hkv, D});
+    Buf kc = buf(dt, 3, (int64_t[]){Lc ? Lc : 1, Hkv, D}), vc = buf(dt, 3, (int64_t[]){Lc ? Lc : 1, Hkv, D});
+    kc.t.ne[0] = vc.t.ne[0] = Lc;
+    fill(&q, 2); fill(&kn, 2); fill(&vn, 2); fill(&kc, 2); fill(&vc, 2);
+    float scale = 1.0f / sqrtf((float)D);
+    be->ops->attention(be, &o.t, &q.t, Lc ? &kc.t : NULL, Lc ? &vc.t : NULL, &kn.t, &vn.t,
+                       cases[c].causal ? BK_CAUSAL_BOTTOM_RIGHT : BK_CAUSAL_NONE, scale);
+    CHECK_OK();
+    double *ref = g_new(double, Lq * Hq * D);
+    attn_ref(&q, &kc, &vc, &kn, &vn, Lc, cases[c].causal, scale, ref);
+    double err = max_rel(&o, ref, 0.5), tol = dt == BK_BF16 ? 1.0 / 128 : 1e-5;
+    g_test_message("attention case %u (Lq %lld Lc %lld %lld/%lld heads D %lld %s): max err %.2e",
+                   c, (long long)Lq, (long long)Lc, (long long)Hq, (long long)Hkv, (long long)D,
+                   cases[c].causal ? "causal" : "full", err);
+    g_assert_cmpfloat(err, <=, tol);
+    g_free(ref);
+    g_free(q.mem); g_free(o.mem); g_free(kn.mem); g_free(vn.mem); g_free(kc.mem); g_free(vc.mem);
+  }
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  be = bk_cpu_new(0);
+  rng = g_rand_new_with_seed(1234);
+  g_test_add_func("/ops-cpu/linear", test_linear);
+  g_test_add_func("/ops-cpu/rms-norm", test_rms_norm);
+  g_test_add_func("/ops-cpu/layer-norm", test_layer_norm);
+  g_test_add_func("/ops-cpu/rope", test_rope);
+  g_test_add_func("/ops-cpu/pointwise", test_pointwise);
+  g_test_add_func("/ops-cpu/gather-transpose-pack", test_gather_transpose_pack);
+  g_test_add_func("/ops-cpu/attention", test_attention);
+  int rc = g_test_run();
+  g_rand_free(rng);
+  bk_backend_free(be);
+  return rc;
+}
