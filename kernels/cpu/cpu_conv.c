@@ -109,6 +109,16 @@ typedef struct {
   int64_t ho, wo, k, p;     /* output rows/cols, GEMM K and P */
 } ConvGeom;
 
+/* memcpy with the strip widths as constants, so that it is inlined as vector moves */
+static inline void copy_run(float *restrict d, const float *restrict s, int n) {
+  switch (n) {
+  case 32: memcpy(d, s, 32 * sizeof *d); break;
+  case 16: memcpy(d, s, 16 * sizeof *d); break;
+  case 8: memcpy(d, s, 8 * sizeof *d); break;
+  default: memcpy(d, s, (size_t)n * sizeof *d);
+  }
+}
+
 /* Rows [k0, k0+kb) of col for output pixels [p0, p0+nr) into dst[kk][nr]; pixels past
  * the end are zero.  k = (ci·kh + dy)·kw + dx; col[k, p] = x[ci, oy·s+dy−pt, ox·s+dx−pl]
  * or 0 outside the image. */
@@ -136,7 +146,7 @@ static void pack_col_strip(const ConvGeom *g, int64_t k0, int kb, int64_t p0, in
       if (iy < 0 || iy >= g->h) {
         memset(d, 0, (size_t)n * sizeof *d);
       } else if (ix0 >= 0 && ix0 + n <= g->w) {
-        memcpy(d, xc + iy * g->w + ix0, (size_t)n * sizeof *d);
+        copy_run(d, xc + iy * g->w + ix0, n);
       } else {
         for (int j = 0; j < n; j++) {
           int64_t ix = ix0 + j;
