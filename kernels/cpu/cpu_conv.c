@@ -170,18 +170,15 @@ static void pack_col_strip(const ConvGeom *g, int64_t k0, int kb, int64_t p0, in
   }
 }
 
-/* Weights w[M, K] into panels ap[M/MR][K][MR] (rows past M are zero). */
-static void pack_weights(const float *w, int64_t m, int64_t k, int mr, float *ap, int nt) {
-  int64_t panels = (m + mr - 1) / mr;
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t pi = 0; pi < panels; pi++) {
-    float *dst = ap + pi * k * mr;
-    for (int64_t kk = 0; kk < k; kk++)
-      for (int i = 0; i < mr; i++) {
-        int64_t row = pi * mr + i;
-        dst[kk * mr + i] = row < m ? w[row * k + kk] : 0.0f;
-      }
-  }
+/* Panel pi of the weights w[M, K]: rows pi·MR.. as ap[K][MR] (rows past M are zero). */
+static void pack_weight_panel(const float *w, int64_t m, int64_t k, int mr, int64_t pi,
+                              float *restrict ap) {
+  float *dst = ap + pi * k * mr;
+  for (int64_t kk = 0; kk < k; kk++)
+    for (int i = 0; i < mr; i++) {
+      int64_t row = pi * mr + i;
+      dst[kk * mr + i] = row < m ? w[row * k + kk] : 0.0f;
+    }
 }
 
 #define CONV_STRIPS_PER_TILE 4
@@ -228,13 +225,17 @@ void cpu_conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w
             (long long)g.k);
     return;
   }
-  pack_weights(w->data, cout, g.k, isa.mr, ap, nt);
   const float *bias = b ? b->data : NULL;
   float *yd = y->data;
   bool oom = false;
 
 #pragma omp parallel num_threads(nt)
   {
+#pragma omp for schedule(static)
+    for (int64_t pi = 0; pi < mpad / isa.mr; pi++)
+      pack_weight_panel(w->data, cout, g.k, isa.mr, pi, ap);
+    /* (the loop's barrier: the weights are packed before any tile starts) */
+
     /* per thread: packed col strips [strip][kk][NR] and the output tile [mpad][tile] */
     float *bp = aligned_alloc(64, (size_t)(tile * isa.kb) * sizeof *bp);
     float *ct = aligned_alloc(64, (size_t)(mpad * tile) * sizeof *ct);
@@ -276,6 +277,10 @@ void cpu_conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w
 
 void cpu_group_norm(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
                     const BkTensor *b, int groups, float eps, bool swish) {
+  if (!w || !b) {
+    bk_fail(be, "cpu group_norm: the affine weight and bias are required");
+    return;
+  }
   if (x->dt != BK_F32 || y->dt != BK_F32 || !is_float_dt(w->dt) || !is_float_dt(b->dt)) {
     bk_fail(be, "cpu group_norm: x and y must be F32 (x %s, y %s, w %s, b %s)",
             bk_dtype_name(x->dt), bk_dtype_name(y->dt), bk_dtype_name(w->dt),
