@@ -300,37 +300,38 @@ static void resnet_block(VaeRun *r, const VaeResnetBlock *b, const BkTensor *x, 
   arena_reset(r->a, mk);
 }
 
-/* out = x + proj_out(softmax(q·kᵀ/√C)·v), q/k/v = 1×1 convs of GN(x), positions = H·W. */
+/* out = x + proj_out(softmax(q·kᵀ/√C)·v), q/k/v = 1×1 convs of GN(x), positions = H·W.
+ * The convs work channel-major [C, L]; attention wants position-major [L, 1, C]. */
 static void attn_block(VaeRun *r, const VaeAttnBlock *b, const BkTensor *x, BkTensor *out) {
   BkBackend *be = r->be;
   const int64_t C = x->ne[0], H = x->ne[1], W = x->ne[2], L = H * W;
   ArenaMark mk = arena_mark(r->a);
-  BkTensor buf[5];
-  for (int i = 0; i < 5; i++) buf[i] = arena_tensor(r->a, BK_F32, 3, (int64_t[]){C, H, W});
+  BkTensor hn = arena_tensor(r->a, BK_F32, 3, x->ne), q = arena_tensor(r->a, BK_F32, 3, x->ne),
+           k = arena_tensor(r->a, BK_F32, 3, x->ne), v = arena_tensor(r->a, BK_F32, 3, x->ne),
+           spare = arena_tensor(r->a, BK_F32, 3, x->ne);
   if (bk_ok(be)) {
-    /* channel-major [C, L] for the convs, position-major [L, 1, C] for attention */
-    BkTensor hn = buf[0], q = buf[1], k = buf[2], v = buf[3];
     group_norm(r, &hn, x, &b->norm, false);
     conv(r, &q, &hn, &b->q, 1, 0);
     conv(r, &k, &hn, &b->k, 1, 0);
     conv(r, &v, &hn, &b->v, 1, 0);
-    /* each transpose frees its source for the next: q -> buf4, k -> buf1, v -> buf2 */
-    BkTensor cl[5], lc[5];
-    for (int i = 0; i < 5; i++) {
-      cl[i] = bk_tensor_2d(buf[i].data, BK_F32, C, L);
-      lc[i] = bk_tensor(buf[i].data, BK_F32, 3, (int64_t[]){L, 1, C});
-    }
-    BkTensor lc2d[5];
-    for (int i = 0; i < 5; i++) lc2d[i] = bk_tensor_2d(buf[i].data, BK_F32, L, C);
-    be->ops->transpose(be, &lc2d[4], &cl[1]);   /* qᵀ */
-    be->ops->transpose(be, &lc2d[1], &cl[2]);   /* kᵀ */
-    be->ops->transpose(be, &lc2d[2], &cl[3]);   /* vᵀ */
-    be->ops->attention(be, &lc[3], &lc[4], NULL, NULL, &lc[1], &lc[2], BK_CAUSAL_NONE,
+    /* each transpose frees its source for the next one: qᵀ -> spare, kᵀ -> q, vᵀ -> k,
+     * the attention output -> v, back to [C, L] -> hn, proj_out -> q */
+    BkTensor q_cl = bk_tensor_2d(q.data, BK_F32, C, L), k_cl = bk_tensor_2d(k.data, BK_F32, C, L),
+             v_cl = bk_tensor_2d(v.data, BK_F32, C, L), o_cl = bk_tensor_2d(hn.data, BK_F32, C, L);
+    BkTensor qt = bk_tensor_2d(spare.data, BK_F32, L, C), kt = bk_tensor_2d(q.data, BK_F32, L, C),
+             vt = bk_tensor_2d(k.data, BK_F32, L, C), ot = bk_tensor_2d(v.data, BK_F32, L, C);
+    be->ops->transpose(be, &qt, &q_cl);
+    be->ops->transpose(be, &kt, &k_cl);
+    be->ops->transpose(be, &vt, &v_cl);
+    const int64_t seq[3] = {L, 1, C};   /* one head of dim C */
+    BkTensor qs = bk_reshape(qt, 3, seq), ks = bk_reshape(kt, 3, seq),
+             vs = bk_reshape(vt, 3, seq), os = bk_reshape(ot, 3, seq);
+    be->ops->attention(be, &os, &qs, NULL, NULL, &ks, &vs, BK_CAUSAL_NONE,
                        (float)(1.0 / sqrt((double)C)));
     r->m->last_flops += 4.0 * (double)L * (double)L * (double)C;
-    be->ops->transpose(be, &cl[0], &lc2d[3]);   /* o, back to [C, L] */
-    BkTensor o = buf[0], proj = buf[1];
-    conv(r, &proj, &o, &b->proj_out, 1, 0);
+    be->ops->transpose(be, &o_cl, &ot);
+    BkTensor proj = chw(q.data, C, H, W);
+    conv(r, &proj, &hn, &b->proj_out, 1, 0);
     be->ops->add(be, out, x, &proj);
   }
   arena_reset(r->a, mk);

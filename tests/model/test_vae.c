@@ -86,7 +86,8 @@ static void test_encode_golden(gconstpointer data) {
                  mode, in->shape[3], in->shape[2], s, f.m->last_flops * 1e-9);
 
   /* the chain as the pipeline runs it: our moments with the golden eps */
-  const StTensor *eps = golden_get(g, ".vae.reg.eps", 0), *zref = golden_get(g, ".vae.encode.out.z", 0);
+  const StTensor *eps = golden_get(g, ".vae.reg.eps", 0);
+  const StTensor *zref = golden_get(g, ".vae.encode.out.z", 0);
   float *e = golden_floats(eps), *z = g_new(float, st_numel(zref));
   vae_posterior(&f.m->cfg, ours, e, (int)moments.ne[1], (int)moments.ne[2], z, NULL);
   g_free(what);
