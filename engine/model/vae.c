@@ -473,7 +473,7 @@ gboolean vae_decode(VaeModel *m, Arena *a, const BkTensor *z, BkTensor *image_ou
   if (z->dt != BK_F32 || z->nd != 3 || z->ne[0] != c->z_channels || z->ne[1] <= 0 ||
       z->ne[2] <= 0) {
     g_set_error(error, BAGEL_ERROR, BAGEL_ERROR_INVALID_ARG, "VAE decode: the latent must be "
-                "F32 [%d, h, w], got %s with %d dimensions [%" G_GINT64_FORMAT ", …]",
+                "F32 [%d, h, w], got %s with %d dimensions, %" G_GINT64_FORMAT " channels",
                 c->z_channels, bk_dtype_name(z->dt), z->nd, z->nd ? z->ne[0] : 0);
     return FALSE;
   }
