@@ -99,11 +99,9 @@ static const BkOps cpu_ops = {
   .gelu_tanh = cpu_gelu_tanh,
   .gather_rows = cpu_gather_rows,
   .attention = cpu_attention,
-#ifdef BAGEL_CPU_HAVE_CONV
   .conv2d = cpu_conv2d,
   .group_norm = cpu_group_norm,
   .upsample2x = cpu_upsample2x,
-#endif
   .transpose = cpu_transpose,
   .latent_pack = cpu_latent_pack,
   .latent_unpack = cpu_latent_unpack,
