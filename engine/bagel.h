@@ -88,10 +88,14 @@ typedef struct {
 
 typedef struct {
   gboolean think;
-  BagelDecode think_decode;  /* the reasoning pass */
+  BagelDecode think_decode;  /* the reasoning pass (generate, edit) */
   int64_t seed;              /* < 0: pick one at random (reported in the result) */
+  gconstpointer debug;       /* parity checks only (engine/bagel-debug.h); NULL */
 } BagelCommon;
 
+/* describe: one decoding pass, as the official inferencer does; with think the model
+ * writes "<think>reasoning</think> answer" in that pass, and answer.max_tokens bounds the
+ * whole text.  The result's reasoning and text are the two parts. */
 typedef struct {
   BagelCommon common;
   BagelDecode answer;

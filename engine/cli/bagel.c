@@ -11,6 +11,9 @@
 static const CliCommand commands[] = {
   {"info", cmd_info, "print the architecture, parameter counts and dtypes of a checkpoint"},
   {"tokenize", cmd_tokenize, "text <-> token ids with the model's tokenizer (stdin lines)"},
+  {"describe", cmd_describe, "describe an image or answer a question about it"},
+  {"generate", cmd_generate, "generate an image from a prompt"},
+  {"edit", cmd_edit, "edit an image following an instruction"},
   {NULL, NULL, NULL},
 };
 

@@ -18,6 +18,9 @@ int cli_fail(const char *cmd, GError *error);
 
 /* subcommands (keep in the order of the help text) */
 int cmd_info(int argc, char **argv);
+int cmd_describe(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_edit(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
 #endif

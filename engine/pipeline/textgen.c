@@ -73,8 +73,6 @@ gboolean textgen_run(BagelModel *m, Arena *a, const Ctx *ctx, const BagelDecode 
     if (tok == m->ids.eos) break;
     g_array_append_val(out_ids, tok);
   }
-  if (ok && dump)
-    dump_host(dump, "output_ids", ST_I32, 1, (int64_t[]){out_ids->len}, out_ids->data);
   g_free(host);
   arena_reset(a, mk);
   ctx_free(c);

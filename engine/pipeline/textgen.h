@@ -15,7 +15,7 @@
 #include "rng.h"
 
 /* Decode into out_ids (gint32, the new tokens without the leading <|im_start|>).
- * Dump names: logits.<k> (bf16), output_ids. `stage` names the progress stage. */
+ * Dump names: logits.<k> (bf16).  `stage` names the progress stage. */
 gboolean textgen_run(BagelModel *m, Arena *a, const Ctx *ctx, const BagelDecode *d,
                      TorchGen *rng, GArray *out_ids, Progress *prog, const char *stage,
                      Dump *dump, GError **error);
