@@ -116,6 +116,11 @@ BagelEngine *bagel_engine_open(const char *model_dir, const BagelEngineOptions *
     checkpoint_free(ck);
     goto fail;
   }
+  /* a corrupt download shows as NaN/Inf weights: refuse it with the tensor's name */
+  if (!ckpt_check_finite(ck, error)) {
+    checkpoint_free(ck);
+    goto fail;
+  }
   e->tok = tok_load(model_dir, error);
   if (!e->tok) {
     checkpoint_free(ck);
