@@ -135,20 +135,26 @@ static BkTensor image_block(Ctx *c, Arena *a, int64_t N) {
   return x;
 }
 
+/* Run the image block x ([start, N rows, end], already embedded) as one update: the
+ * whole block shares one RoPE position and advances it by 1 (spec §4.1). */
+static gboolean append_image_block(Ctx *c, Arena *a, BkTensor *x, int64_t N, gboolean gen,
+                                   GError **error) {
+  LlmBlock b = {.und_head = gen ? 1 : N + 2, .gen = gen ? N : 0, .und_tail = gen ? 1 : 0,
+                .gen_mode = gen, .pos0 = c->rope, .pos_step = 0, .causal = BK_CAUSAL_NONE};
+  if (!run_update(c, a, x, &b, error)) return FALSE;
+  c->kv_len += N + 2;
+  c->rope += 1;
+  return TRUE;
+}
+
 gboolean ctx_append_vit(Ctx *c, Arena *a, const BkTensor *tokens, GError **error) {
   const int64_t N = bk_rows(tokens);
   ArenaMark mk = arena_mark(a);
   BkTensor x = image_block(c, a, N);
   BkTensor body = bk_rows_view(x, 1, N);
   c->m->be->ops->copy(c->m->be, &body, tokens);
-  LlmBlock b = {.und_head = N + 2, .gen_mode = FALSE, .pos0 = c->rope, .pos_step = 0,
-                .causal = BK_CAUSAL_NONE};
-  gboolean ok = run_update(c, a, &x, &b, error);
+  gboolean ok = append_image_block(c, a, &x, N, FALSE, error);   /* und expert throughout */
   arena_reset(a, mk);
-  if (ok) {
-    c->kv_len += N + 2;
-    c->rope += 1;
-  }
   return ok;
 }
 
@@ -158,15 +164,9 @@ gboolean ctx_append_vae(Ctx *c, Arena *a, const BkTensor *latents, int h, int w,
   ArenaMark mk = arena_mark(a);
   BkTensor x = image_block(c, a, N);
   BkTensor body = bk_rows_view(x, 1, N);
-  gen_embed_latents(c->m->gen, a, latents, 0.0f, h, w, &body);
-  LlmBlock b = {.und_head = 1, .gen = N, .und_tail = 1, .gen_mode = TRUE, .pos0 = c->rope,
-                .pos_step = 0, .causal = BK_CAUSAL_NONE};
-  gboolean ok = run_update(c, a, &x, &b, error);
+  gen_embed_latents(c->m->gen, a, latents, 0.0f, h, w, &body);   /* clean image: t = 0 */
+  gboolean ok = append_image_block(c, a, &x, N, TRUE, error);    /* latents: gen expert */
   arena_reset(a, mk);
-  if (ok) {
-    c->kv_len += N + 2;
-    c->rope += 1;
-  }
   return ok;
 }
 
