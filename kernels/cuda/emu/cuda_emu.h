@@ -230,6 +230,17 @@ T atomic_cas_loop(T *p, F f) {
 
 } /* namespace cuemu */
 
+/* ---- the runtime's C++ templates that cuda_runtime.h offers only to nvcc ------------- */
+template <class T>
+inline cudaError_t cudaFuncSetAttribute(T *entry, enum cudaFuncAttribute attr, int value) {
+  return ::cudaFuncSetAttribute((const void *)entry, attr, value);
+}
+template <class T>
+inline cudaError_t cudaMemcpyToSymbol(const T &symbol, const void *src, size_t count, size_t offset = 0,
+                                      enum cudaMemcpyKind kind = cudaMemcpyHostToDevice) {
+  return ::cudaMemcpyToSymbol((const void *)&symbol, src, count, offset, kind);
+}
+
 /* ---- device built-ins ---------------------------------------------------------------- */
 #define threadIdx (::cuemu::cur->tid)
 #define blockIdx (::cuemu::cur->bid)

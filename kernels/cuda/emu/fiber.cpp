@@ -168,6 +168,24 @@ void fiber_switch(Fiber *from, Fiber *to, bool exiting) {
   on_arrival(from);
 }
 
+void fiber_set_name(Fiber *f, const char *name) {
+#ifdef CUEMU_TSAN
+  __tsan_set_fiber_name(f->tsan, name);
+#else
+  (void)f, (void)name;
+#endif
+}
+
+void fiber_tsan_release(Fiber *f, Fiber *host, void *addr) {
+#ifdef CUEMU_TSAN
+  __tsan_switch_to_fiber(f->tsan, __tsan_switch_to_fiber_no_sync);
+  __tsan_release(addr);
+  __tsan_switch_to_fiber(host->tsan, __tsan_switch_to_fiber_no_sync);
+#else
+  (void)f, (void)host, (void)addr;
+#endif
+}
+
 void fiber_scrub(Fiber *f) {
 #ifdef CUEMU_ASAN
   if (f->stack) __asan_unpoison_memory_region(f->stack, f->stack_size);

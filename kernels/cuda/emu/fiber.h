@@ -63,6 +63,11 @@ void fiber_destroy(Fiber *f);
 void fiber_arm(Fiber *f, void (*entry)(void *), void *arg);
 /* Save from, resume to.  exiting: from will never be resumed as it is (only re-armed). */
 void fiber_switch(Fiber *from, Fiber *to, bool exiting);
+/* The name sanitizer reports give the fiber's logical thread. */
+void fiber_set_name(Fiber *f, const char *name);
+/* TSan: make everything abandoned fiber f did happen before a later acquire of addr
+ * (run from the host context `host`, without switching stacks). */
+void fiber_tsan_release(Fiber *f, Fiber *host, void *addr);
 /* Forget all stack poisoning of an abandoned fiber (after a kernel error). */
 void fiber_scrub(Fiber *f);
 

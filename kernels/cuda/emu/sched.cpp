@@ -190,10 +190,23 @@ std::string where(const Block &b) {
                    b.spec->line, b.bid.x, b.bid.y, b.bid.z);
 }
 
-[[noreturn]] void fail_block(Thread *t, const std::string &msg) {
+/* Stop the block: the message (prefixed with where it happened, followed by every
+ * thread's state when asked) is kept for the host, and the fiber never runs again.
+ * Nothing that owns memory may live in this frame or the caller's when it switches away. */
+[[noreturn]] void fail_block(Thread *t, bool states, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+[[noreturn]] void fail_block(Thread *t, bool states, const char *fmt, ...) {
   Block &b = *t->blk;
-  b.failed = true;
-  b.msg = msg;
+  {
+    CUEMU_TSAN_IGNORE;  // the host reads the message; the fibers' memory is not ordered with it
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    b.msg = where(b) + ": " + buf;
+    if (states) b.msg += describe_threads(b);
+    b.failed = true;
+  }
   g_switches++;
   fiber_switch(t->fiber, &t_sched->host, true);
   abort(); /* never resumed */
@@ -214,14 +227,14 @@ void thread_main(void *p) {
   t->cp.clear();
   t->cp_ends.clear();
   if (b.bar_arrived)
-    fail_block(t, strprintf("%s: thread %u exited while %u threads wait at %s (%s:%d): a barrier in "
-                            "non-uniform control flow (early return?)",
-                            where(b).c_str(), t->linear, b.bar_arrived, b.bar_what, b.bar_file,
-                            b.bar_line));
+    fail_block(t, false,
+               "thread %u exited while %u threads wait at %s (%s:%d): a barrier in non-uniform "
+               "control flow (early return?)",
+               t->linear, b.bar_arrived, b.bar_what, b.bar_file, b.bar_line);
   const Warp &w = b.w[t->warp];
   if (w.arrived)
-    fail_block(t, strprintf("%s: lane %u of warp %u exited while %u lanes wait at %s (%s:%d)",
-                            where(b).c_str(), t->lane, t->warp, w.arrived, w.what, w.file, w.line));
+    fail_block(t, false, "lane %u of warp %u exited while %u lanes wait at %s (%s:%d)", t->lane, t->warp,
+               w.arrived, w.what, w.file, w.line);
   CUEMU_TSAN_RELEASE(&b.end_sync);
   switch_next(t, true);
   abort(); /* an exited fiber is never resumed */
@@ -252,6 +265,9 @@ bool prepare(Sched &S, unsigned n) {
   while (S.fibers.size() < n) {
     std::unique_ptr<Fiber> f(new Fiber);
     if (!fiber_create(f.get(), stack)) return false;
+    char name[48];
+    snprintf(name, sizeof name, "CUDA thread %zu of each block", S.fibers.size());
+    fiber_set_name(f.get(), name);
     S.fibers.push_back(std::move(f));
   }
   unsigned nw = n / 32;
@@ -309,6 +325,8 @@ bool run_block(Sched &S, Block &b) {
   g_switches++;
   fiber_switch(&S.host, first->fiber, false);
   cur = nullptr;
+  if (b.failed || b.exited != b.n)  // abandoned fibers never reached their release at exit
+    for (unsigned i = 0; i < b.n; i++) fiber_tsan_release(b.t[i].fiber, &t_sched->host, &b.end_sync);
   CUEMU_TSAN_ACQUIRE(&b.end_sync);
   release_block_memory(b);
   g_blocks++;
@@ -339,17 +357,17 @@ void kernel_fail(const char *file, int line, const char *fmt, ...) {
     report("%s:%d: %s (device code called outside a kernel)", file, line, buf);
     abort();
   }
-  fail_block(t, strprintf("%s: thread (%u,%u,%u): %s:%d: %s", where(*t->blk).c_str(), t->tid.x,
-                          t->tid.y, t->tid.z, file, line, buf));
+  fail_block(t, false, "thread (%u,%u,%u): %s:%d: %s", t->tid.x, t->tid.y, t->tid.z, file, line, buf);
 }
 
 int block_barrier(int op, int pred, const char *file, int line, const char *what) {
   Thread *t = self();
   Block &b = *t->blk;
   if (b.exited)
-    fail_block(t, strprintf("%s: thread %u reached %s (%s:%d) after %u threads of the block exited: "
-                            "a barrier in non-uniform control flow (early return?)",
-                            where(b).c_str(), t->linear, what, file, line, b.exited));
+    fail_block(t, false,
+               "thread %u reached %s (%s:%d) after %u threads of the block exited: a barrier in "
+               "non-uniform control flow (early return?)",
+               t->linear, what, file, line, b.exited);
   if (b.bar_arrived == 0) {
     b.bar_file = file;
     b.bar_line = line;
@@ -361,10 +379,8 @@ int block_barrier(int op, int pred, const char *file, int line, const char *what
     t->wfile = file;
     t->wline = line;
     t->wwhat = what;
-    fail_block(t, strprintf("%s: divergent barrier: thread %u reached %s (%s:%d) while other threads "
-                            "wait at %s (%s:%d)%s",
-                            where(b).c_str(), t->linear, what, file, line, b.bar_what, b.bar_file,
-                            b.bar_line, describe_threads(b).c_str()));
+    fail_block(t, true, "divergent barrier: thread %u reached %s (%s:%d) while other threads wait at %s (%s:%d)",
+               t->linear, what, file, line, b.bar_what, b.bar_file, b.bar_line);
   }
   if (op == 1) b.bar_acc += pred != 0;
   else if (op == 2) b.bar_acc &= pred != 0;
@@ -395,20 +411,17 @@ const unsigned char *warp_gather(unsigned mask, const void *in, size_t n, bool s
   Block &b = *t->blk;
   Warp &w = b.w[t->warp];
   if (mask != 0xffffffffu)
-    fail_block(t, strprintf("%s: %s:%d: %s with mask 0x%08x: kernel rule: warp intrinsics take the "
-                            "full mask 0xffffffff",
-                            where(b).c_str(), file, line, what, mask));
+    fail_block(t, false, "%s:%d: %s with mask 0x%08x: kernel rule: warp intrinsics take the full mask 0xffffffff",
+               file, line, what, mask);
   if (w.arrived == 0) {
     w.file = file;
     w.line = line;
     w.what = what;
     w.sync = sync;
     w.n = n;
-  } else if (!same_site(file, line, w.file, w.line) || w.what != what) {
-    fail_block(t, strprintf("%s: divergent warp: lane %u of warp %u reached %s (%s:%d) while %u lanes "
-                            "wait at %s (%s:%d)",
-                            where(b).c_str(), t->lane, t->warp, what, file, line, w.arrived, w.what,
-                            w.file, w.line));
+  } else if (!same_site(file, line, w.file, w.line) || strcmp(w.what, what) != 0) {
+    fail_block(t, false, "divergent warp: lane %u of warp %u reached %s (%s:%d) while %u lanes wait at %s (%s:%d)",
+               t->lane, t->warp, what, file, line, w.arrived, w.what, w.file, w.line);
   }
   unsigned gen = w.gen;
   unsigned char *tab = w.slots + (size_t)(gen & 1) * 32 * kWarpSlot;

@@ -1,0 +1,183 @@
+/* tests/emu/test_bugs.cu — kernels with the bugs the CUDA emulation exists to catch.
+ * `test_bugs CASE` runs one; each case says how it must end:
+ *  - caught by the emulation itself: the case checks the error code and the report and
+ *    exits 0 when both are right (divergent-barrier, early-exit, shfl-exit, partial-mask,
+ *    deadlock, host-pointer, block-size, dyn-smem, orders);
+ *  - caught by a sanitizer: the case just runs the buggy kernel and the sanitizer must
+ *    stop the process with its report (race, warp-race under TSan; oob-write under ASan),
+ *    which tests/emu/expect-report checks.
+ * Emulation-only: on a GPU these kernels would misbehave silently or hang. */
+#include "emu_test.h"
+
+#include <string>
+
+/* Each thread publishes its index and reads its neighbour's — without the barrier. */
+__global__ void neighbour_no_sync(int *out) {
+  SHARED(int, buf, [64]);
+  int t = threadIdx.x;
+  buf[t] = t + 1;
+  out[t] = buf[(t + 1) % 64];  // BUG: __syncthreads() missing before this read
+}
+
+/* The same inside one warp: lanes exchange through shared memory without __syncwarp. */
+__global__ void lanes_no_syncwarp(int *out) {
+  SHARED(int, buf, [32]);
+  int l = threadIdx.x;
+  buf[l] = l + 1;
+  out[l] = buf[l ^ 1];  // BUG: __syncwarp() missing before this read
+}
+
+__global__ void oob_write(float *y, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i <= n) y[i] = 1.0f;  // BUG: <= writes one element past the end
+}
+
+__global__ void divergent_barrier(int *out) {
+  if (threadIdx.x < 32) {
+    __syncthreads();
+  } else {
+    __syncthreads();  // BUG: a different barrier than the first warp's
+  }
+  out[threadIdx.x] = 1;
+}
+
+__global__ void early_exit(const int *in, int *out, int n) {
+  int i = threadIdx.x;
+  if (i >= n) return;  // BUG: the threads that leave never reach the barrier
+  SHARED(int, buf, [64]);
+  buf[i] = in[i];
+  __syncthreads();
+  out[i] = buf[n - 1 - i];
+}
+
+__global__ void shfl_exit(int *out) {
+  if (threadIdx.x == 31) return;  // BUG: lane 31 leaves before the shuffle
+  out[threadIdx.x] = __shfl_down_sync(FULL_MASK, (int)threadIdx.x, 1);
+}
+
+__global__ void partial_mask(int *out) {
+  out[threadIdx.x] = __shfl_sync(0x0000ffffu, (int)threadIdx.x, 0);  // rule: full masks only
+}
+
+/* Half of warp 0 waits at the block barrier, the other half at a shuffle: nobody moves. */
+__global__ void deadlock(int *out) {
+  int v = threadIdx.x;
+  if (threadIdx.x >= 16 && threadIdx.x < 32) v = __shfl_xor_sync(FULL_MASK, v, 1);
+  else __syncthreads();
+  out[threadIdx.x] = v;
+}
+
+__global__ void fill(int *out, int v) { out[threadIdx.x] = v; }
+
+__global__ void big_dyn_smem(int *out) {
+  DYN_SHARED(int, buf);
+  buf[threadIdx.x * 512] = (int)threadIdx.x;  // 32 threads x 2 KiB apart: the whole 64 KiB
+  __syncthreads();
+  out[threadIdx.x] = buf[(31 - threadIdx.x) * 512];
+}
+
+static int *dev_ints(int n) {
+  int *p;
+  CK(cudaMalloc((void **)&p, n * sizeof(int)));
+  CK(cudaMemset(p, 0, n * sizeof(int)));
+  return p;
+}
+
+/* The launch (or the synchronisation after it) must fail with want, and the report must
+ * contain text. */
+static int expect_error(cudaError_t got, cudaError_t want, const char *text) {
+  if (got == cudaSuccess) got = cudaDeviceSynchronize();
+  std::string msg = cuemu_error_message();
+  if (got != want || msg.find(text) == std::string::npos) {
+    fprintf(stderr, "expected %s with \"%s\"; got %s with \"%s\"\n", cudaGetErrorName(want), text,
+            cudaGetErrorName(got), msg.c_str());
+    return 1;
+  }
+  printf("caught as expected: %s\n", msg.c_str());
+  cudaDeviceReset();
+  return 0;
+}
+
+/* Run the racy kernel in each order: at least one must give a wrong answer. */
+static int orders(void) {
+  int *d = dev_ints(64), wrong = 0;
+  for (const char *o : {"forward", "reverse"}) {
+    cuemu_set_order(o);
+    CK(LAUNCH(neighbour_no_sync, dim3(1), dim3(64), 0, 0, d));
+    std::vector<int> h = to_host(d, 64);
+    int bad = 0;
+    for (int t = 0; t < 64; t++) bad += h[t] != (t + 1) % 64 + 1;
+    printf("order %s: %d of 64 threads read a stale neighbour\n", o, bad);
+    wrong += bad > 0;
+  }
+  CK(cudaFree(d));
+  return wrong > 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: test_bugs CASE\n");
+    return 2;
+  }
+  std::string c = argv[1];
+  int *d = dev_ints(64);
+  if (c == "race") {
+    CK(LAUNCH(neighbour_no_sync, dim3(1), dim3(64), 0, 0, d));
+    CK(cudaDeviceSynchronize());
+    return 0;
+  }
+  if (c == "warp-race") {
+    CK(LAUNCH(lanes_no_syncwarp, dim3(1), dim3(32), 0, 0, d));
+    CK(cudaDeviceSynchronize());
+    return 0;
+  }
+  if (c == "oob-write") {
+    float *y;
+    CK(cudaMalloc((void **)&y, 100 * sizeof(float)));
+    CK(LAUNCH(oob_write, dim3(4), dim3(32), 0, 0, y, 100));
+    CK(cudaDeviceSynchronize());
+    return 0;
+  }
+  if (c == "orders") {
+    CK(cudaFree(d));
+    return orders();
+  }
+  if (c == "divergent-barrier")
+    return expect_error(LAUNCH(divergent_barrier, dim3(1), dim3(64), 0, 0, d), cudaErrorLaunchFailure,
+                        "divergent barrier");
+  if (c == "early-exit")
+    return expect_error(LAUNCH(early_exit, dim3(1), dim3(64), 0, 0, d, d, 40), cudaErrorLaunchFailure,
+                        "non-uniform control flow");
+  if (c == "shfl-exit")
+    return expect_error(LAUNCH(shfl_exit, dim3(1), dim3(32), 0, 0, d), cudaErrorLaunchFailure,
+                        "exited while 31 lanes wait at __shfl_down_sync");
+  if (c == "partial-mask")
+    return expect_error(LAUNCH(partial_mask, dim3(1), dim3(32), 0, 0, d), cudaErrorLaunchFailure,
+                        "full mask");
+  if (c == "deadlock")
+    return expect_error(LAUNCH(deadlock, dim3(1), dim3(64), 0, 0, d), cudaErrorLaunchFailure,
+                        "threads 16-31: waiting at __shfl_xor_sync");
+  if (c == "host-pointer") {
+    std::vector<int> host(64);
+    return expect_error(LAUNCH(fill, dim3(1), dim3(64), 0, 0, host.data(), 1), cudaErrorInvalidValue,
+                        "not device memory");
+  }
+  if (c == "block-size")
+    return expect_error(LAUNCH(fill, dim3(1), dim3(48), 0, 0, d, 1), cudaErrorInvalidConfiguration,
+                        "not a multiple of 32");
+  if (c == "dyn-smem") {
+    if (expect_error(LAUNCH(big_dyn_smem, dim3(1), dim3(32), 64 * 1024, 0, d), cudaErrorInvalidValue,
+                     "cudaFuncSetAttribute"))
+      return 1;
+    d = dev_ints(64);
+    CK(cudaFuncSetAttribute(big_dyn_smem, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+    CK(LAUNCH(big_dyn_smem, dim3(1), dim3(32), 64 * 1024, 0, d));
+    std::vector<int> h = to_host(d, 32);
+    for (int t = 0; t < 32; t++) CHECK(h[t] == 31 - t, "thread %d read %d", t, h[t]);
+    printf("64 KiB of dynamic shared memory after cudaFuncSetAttribute: ok\n");
+    CK(cudaFree(d));
+    return 0;
+  }
+  fprintf(stderr, "test_bugs: unknown case %s\n", c.c_str());
+  return 2;
+}
