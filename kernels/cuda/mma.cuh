@@ -65,16 +65,19 @@ inline void mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2], c
     memcpy(&v, tab + (size_t)lane * kWarpSlot + 4 * r, 4);
     return v;
   };
-  int lane = (int)cur->lane;
-  for (int i = 0; i < 4; i++) {
-    MmaCoord o = mma_c_coord(lane, i);
-    float s = 0.0f;
+  int lane = (int)cur->lane, g = lane >> 2, t = lane & 3;
+  /* This lane's outputs need rows g, g+8 of A and columns 2t, 2t+1 of B.  Who holds
+   * A[r][k] and B[k][n]: the inverse of mma_a_coord / mma_b_coord. */
+  float arow[2][16], bcol[2][16];
+  for (int h = 0; h < 2; h++)
     for (int k = 0; k < 16; k++) {
-      /* Who holds A[o.row][k] and B[k][o.col]: the inverse of mma_a_coord / mma_b_coord. */
-      int al = (o.row % 8) * 4 + (k % 8) / 2, ai = (k % 2) + 2 * (o.row / 8) + 4 * (k / 8);
-      int bl = o.col * 4 + (k % 8) / 2, bi = (k % 2) + 2 * (k / 8);
-      s += b16_to_float(reg(al, ai / 2), ai % 2, bf16) * b16_to_float(reg(bl, 4 + bi / 2), bi % 2, bf16);
+      int ai = (k % 2) + 2 * h + 4 * (k / 8), bi = (k % 2) + 2 * (k / 8);
+      arow[h][k] = b16_to_float(reg(g * 4 + (k % 8) / 2, ai / 2), ai % 2, bf16);
+      bcol[h][k] = b16_to_float(reg((2 * t + h) * 4 + (k % 8) / 2, 4 + bi / 2), bi % 2, bf16);
     }
+  for (int i = 0; i < 4; i++) {  /* element i is (g + 8*(i/2), 2t + i%2): mma_c_coord */
+    float s = 0.0f;
+    for (int k = 0; k < 16; k++) s += arow[i >> 1][k] * bcol[i & 1][k];
     d[i] = s + c[i];
   }
 }

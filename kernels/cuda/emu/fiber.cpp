@@ -61,8 +61,10 @@ extern "C" void cuemu_ctx_start(void);
 namespace cuemu {
 
 namespace {
+#ifdef CUEMU_ASAN
 /* The context being left, for the sanitizer bookkeeping on the other side. */
 __thread Fiber *g_from;
+#endif
 
 void on_arrival(Fiber *self) {
 #ifdef CUEMU_ASAN
@@ -159,7 +161,9 @@ void fiber_switch(Fiber *from, Fiber *to, bool exiting) {
 #ifdef CUEMU_TSAN
   __tsan_switch_to_fiber(to->tsan, __tsan_switch_to_fiber_no_sync);
 #endif
+#ifdef CUEMU_ASAN
   g_from = from;
+#endif
 #ifdef CUEMU_UCONTEXT
   swapcontext(&from->uc, &to->uc);
 #else

@@ -116,8 +116,16 @@ unsigned long long g_switches, g_barriers, g_collectives, g_blocks;
 inline Thread *self() { return static_cast<Thread *>(const_cast<ThreadCtx *>(cur)); }
 
 void push(Block &b, unsigned i) {
-  b.q[(b.qhead + b.qcount++) % b.n] = i;
+  unsigned at = b.qhead + b.qcount++;
+  b.q[at < b.n ? at : at - b.n] = i;
   b.t[i].state = T_READY;
+}
+
+unsigned pop(Block &b) {
+  unsigned i = b.q[b.qhead];
+  if (++b.qhead == b.n) b.qhead = 0;
+  b.qcount--;
+  return i;
 }
 
 /* Make threads first..first+count-1 ready, in the run order. */
@@ -143,15 +151,14 @@ void push_batch(Block &b, unsigned first, unsigned count) {
 /* Give the OS thread to the next ready thread (or back to the host when none is). */
 void switch_next(Thread *t, bool exiting) {
   Block &b = *t->blk;
-  Fiber *to = &t_sched->host;
+  Fiber *to;
   if (b.qcount) {
-    unsigned i = b.q[b.qhead];
-    b.qhead = (b.qhead + 1) % b.n;
-    b.qcount--;
-    Thread *nt = &b.t[i];
+    Thread *nt = &b.t[pop(b)];
     nt->state = T_RUN;
     if (nt == t) return;
     to = nt->fiber;
+  } else {
+    to = &t_sched->host;
   }
   g_switches++;
   fiber_switch(t->fiber, to, exiting);
@@ -318,9 +325,7 @@ bool run_block(Sched &S, Block &b) {
   b.dyn = alloc_smem(sp.smem, 16);
   push_batch(b, 0, b.n);
   CUEMU_TSAN_RELEASE(&b.start_sync);
-  Thread *first = &b.t[b.q[b.qhead]];
-  b.qhead = (b.qhead + 1) % b.n;
-  b.qcount--;
+  Thread *first = &b.t[pop(b)];
   first->state = T_RUN;
   g_switches++;
   fiber_switch(&S.host, first->fiber, false);
