@@ -4,8 +4,8 @@
  *    exits 0 when both are right (divergent-barrier, early-exit, shfl-exit, partial-mask,
  *    deadlock, host-pointer, block-size, dyn-smem, orders);
  *  - caught by a sanitizer: the case just runs the buggy kernel and the sanitizer must
- *    stop the process with its report (race, warp-race under TSan; oob-write under ASan),
- *    which tests/emu/expect-report checks.
+ *    stop the process with its report, which tests/emu/expect-report checks (race,
+ *    warp-race under TSan; oob-write and dyn-smem-overrun under ASan).
  * Emulation-only: on a GPU these kernels would misbehave silently or hang. */
 #include "emu_test.h"
 
@@ -30,6 +30,13 @@ __global__ void lanes_no_syncwarp(int *out) {
 __global__ void oob_write(float *y, int n) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i <= n) y[i] = 1.0f;  // BUG: <= writes one element past the end
+}
+
+__global__ void dyn_smem_overrun(int *out) {
+  DYN_SHARED(int, buf);
+  buf[threadIdx.x + 1] = (int)threadIdx.x;  // BUG: the launch gave blockDim.x ints
+  __syncthreads();
+  out[threadIdx.x] = buf[threadIdx.x];
 }
 
 __global__ void divergent_barrier(int *out) {
@@ -135,6 +142,11 @@ int main(int argc, char **argv) {
     float *y;
     CK(cudaMalloc((void **)&y, 100 * sizeof(float)));
     CK(LAUNCH(oob_write, dim3(4), dim3(32), 0, 0, y, 100));
+    CK(cudaDeviceSynchronize());
+    return 0;
+  }
+  if (c == "dyn-smem-overrun") {
+    CK(LAUNCH(dyn_smem_overrun, dim3(1), dim3(32), 32 * sizeof(int), 0, d));
     CK(cudaDeviceSynchronize());
     return 0;
   }

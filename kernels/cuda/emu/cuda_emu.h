@@ -154,7 +154,8 @@ cudaError_t launch(void (*k)(P...), const char *kname, const char *file, int lin
                     std::apply(pk->k, pk->args);
                   },
                   pack};
-  return launch_submit(spec, ptrs, nptrs);
+  launch_submit(spec, ptrs, nptrs);
+  return cudaGetLastError();  // as LAUNCH does under nvcc: also reports (and clears) earlier errors
 }
 
 /* ---- warp shuffles, exactly as PTX shfl.sync computes the source lane ----------------- */
@@ -264,7 +265,7 @@ static constexpr int warpSize = 32;
 /* DYN_SHARED(float, buf);  ->  the dynamic shared memory of the launch, as float *. */
 #define DYN_SHARED(T, name) T *name = reinterpret_cast<T *>(::cuemu::shared_dynamic(__FILE__, __LINE__))
 
-/* LAUNCH(kernel, grid, block, smem, stream, args...) returns the launch's cudaError_t. */
+/* LAUNCH(kernel, grid, block, smem, stream, args...) launches and returns cudaGetLastError(). */
 #define LAUNCH(kernel, grid, block, smem, stream, ...)                                     \
   ::cuemu::launch(kernel, #kernel, __FILE__, __LINE__, (grid), (block), (smem), (stream),   \
                   ##__VA_ARGS__)

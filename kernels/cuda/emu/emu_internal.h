@@ -90,6 +90,8 @@ int func_max_dynamic_smem(const void *func);
 cudaError_t stream_submit(cudaStream_t s, const char *what, std::function<void()> work);
 cudaError_t stream_check(cudaStream_t s);
 void drain_all();
+/* cudaDeviceReset: every stream, event and graph is destroyed (after drain_all). */
+void streams_reset();
 
 /* ---- the grid runner (sched.cpp) ----------------------------------------------------- */
 /* Runs every block of a launch on the calling OS thread; false (and a report) when the

@@ -387,6 +387,7 @@ cudaError_t cudaDeviceReset(void) {
   errors().last = errors().sticky = cudaSuccess;
   errors().message.clear();
   func_dyn_smem().clear();
+  streams_reset();
   return cudaSuccess;
 }
 
@@ -467,16 +468,19 @@ cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr, const v
 static bool is_device(const void *p) { return find_alloc(p, 0, MemKind::Device) != nullptr; }
 static bool is_pinned(const void *p) { return find_alloc(p, 0, MemKind::PinnedHost) != nullptr; }
 
-/* Check a copy's direction and ranges; resolves cudaMemcpyDefault. */
+/* Check a copy's direction and ranges; resolves cudaMemcpyDefault.  The kind is read as
+ * an int: a caller may pass any value, which is an error, not undefined behaviour. */
 static cudaError_t check_copy(const char *fn, void *dst, const void *src, size_t count, cudaMemcpyKind *kind) {
+  int k;
+  memcpy(&k, kind, sizeof k);
+  if (k < cudaMemcpyHostToHost || k > cudaMemcpyDefault)
+    return api_fail(cudaErrorInvalidMemcpyDirection, "%s: invalid cudaMemcpyKind %d", fn, k);
   bool dd = is_device(dst), sd = is_device(src);
   if (*kind == cudaMemcpyDefault)
     *kind = dd ? (sd ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
                : (sd ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
   bool want_dd = *kind == cudaMemcpyHostToDevice || *kind == cudaMemcpyDeviceToDevice;
   bool want_sd = *kind == cudaMemcpyDeviceToHost || *kind == cudaMemcpyDeviceToDevice;
-  if ((unsigned)*kind > cudaMemcpyDeviceToDevice)
-    return api_fail(cudaErrorInvalidMemcpyDirection, "%s: invalid cudaMemcpyKind %d", fn, (int)*kind);
   if (dd != want_dd)
     return api_fail(cudaErrorInvalidValue, "%s(%s): destination %p is %s", fn, kind_name(*kind), dst,
                     dd ? "device memory" : "not device memory");
@@ -499,7 +503,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaM
   cudaError_t e = check_copy("cudaMemcpyAsync", dst, src, count, &kind);
   if (e == cudaSuccess) e = stream_check(stream);
   if (e != cudaSuccess) return e;
-  if (kind == cudaMemcpyHostToDevice && !is_pinned(src)) {
+  if (!is_device(src) && !is_pinned(src)) {
     /* Pageable source: the runtime stages it before returning, so the caller may reuse
      * the buffer at once.  Snapshot it the same way. */
     std::shared_ptr<std::vector<char>> stage(new std::vector<char>((const char *)src, (const char *)src + count));
@@ -507,7 +511,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaM
   }
   e = stream_submit(stream, "cudaMemcpyAsync", [dst, src, count] { memmove(dst, src, count); });
   /* Into pageable memory the copy returns only when done. */
-  if (e == cudaSuccess && kind == cudaMemcpyDeviceToHost && !is_pinned(dst)) e = cudaStreamSynchronize(stream);
+  if (e == cudaSuccess && !is_device(dst) && !is_pinned(dst)) e = cudaStreamSynchronize(stream);
   return e;
 }
 
@@ -557,8 +561,10 @@ cudaError_t cudaMemset(void *devPtr, int value, size_t count) { return cudaMemse
 
 cudaError_t cudaMemcpyToSymbol(const void *symbol, const void *src, size_t count, size_t offset, enum cudaMemcpyKind kind) {
   LOCKED;
-  if (kind != cudaMemcpyHostToDevice && kind != cudaMemcpyDefault)
-    return api_fail(cudaErrorInvalidMemcpyDirection, "cudaMemcpyToSymbol: kind %s", kind_name(kind));
+  int k;
+  memcpy(&k, &kind, sizeof k);
+  if (k != cudaMemcpyHostToDevice && k != cudaMemcpyDefault)
+    return api_fail(cudaErrorInvalidMemcpyDirection, "cudaMemcpyToSymbol: kind %d (HostToDevice expected)", k);
   drain_all();
   memcpy((char *)symbol + offset, src, count);
   return sticky_error();

@@ -165,6 +165,22 @@ void drain_all() {
   }
 }
 
+void streams_reset() {
+  Streams &S = st();
+  for (Stream *s : S.live) {
+    delete s->capture;
+    s->capture = nullptr;
+    S.dead_streams.emplace_back(s);
+  }
+  for (Event *e : S.events) S.dead_events.emplace_back(e);
+  for (Graph *g : S.graphs) delete g;
+  for (Graph *g : S.execs) delete g;
+  S.live.clear();
+  S.events.clear();
+  S.graphs.clear();
+  S.execs.clear();
+}
+
 cudaError_t launch_submit(LaunchSpec &spec, const PtrArg *ptrs, int nptrs) {
   std::lock_guard<std::recursive_mutex> lock(device_lock());
   if (sticky_error() != cudaSuccess) return sticky_error();
