@@ -41,9 +41,9 @@ __global__ void dyn_smem_overrun(int *out) {
 
 __global__ void divergent_barrier(int *out) {
   if (threadIdx.x < 32) {
-    __syncthreads();
+    __syncthreads();  // lint-kernels: allow(barrier-in-divergent-code): the bug under test
   } else {
-    __syncthreads();  // BUG: a different barrier than the first warp's
+    __syncthreads();  // BUG: a different barrier than the first warp's  lint-kernels: allow(barrier-in-divergent-code)
   }
   out[threadIdx.x] = 1;
 }
@@ -53,7 +53,7 @@ __global__ void early_exit(const int *in, int *out, int n) {
   if (i >= n) return;  // BUG: the threads that leave never reach the barrier
   SHARED(int, buf, [64]);
   buf[i] = in[i];
-  __syncthreads();
+  __syncthreads();  // lint-kernels: allow(early-exit-before-barrier): the bug under test
   out[i] = buf[n - 1 - i];
 }
 
@@ -63,14 +63,15 @@ __global__ void shfl_exit(int *out) {
 }
 
 __global__ void partial_mask(int *out) {
-  out[threadIdx.x] = __shfl_sync(0x0000ffffu, (int)threadIdx.x, 0);  // rule: full masks only
+  // lint-kernels: allow(partial-mask): the rule under test
+  out[threadIdx.x] = __shfl_sync(0x0000ffffu, (int)threadIdx.x, 0);
 }
 
 /* Half of warp 0 waits at the block barrier, the other half at a shuffle: nobody moves. */
 __global__ void deadlock(int *out) {
   int v = threadIdx.x;
   if (threadIdx.x >= 16 && threadIdx.x < 32) v = __shfl_xor_sync(FULL_MASK, v, 1);
-  else __syncthreads();
+  else __syncthreads();  // lint-kernels: allow(barrier-in-divergent-code): the bug under test
   out[threadIdx.x] = v;
 }
 
@@ -175,7 +176,8 @@ int main(int argc, char **argv) {
                         "not device memory");
   }
   if (c == "block-size")
-    return expect_error(LAUNCH(fill, dim3(1), dim3(48), 0, 0, d, 1), cudaErrorInvalidConfiguration,
+    return expect_error(LAUNCH(fill, dim3(1), dim3(48), 0, 0, d, 1),  // lint-kernels: allow(block-size)
+                        cudaErrorInvalidConfiguration,
                         "not a multiple of 32");
   if (c == "dyn-smem") {
     if (expect_error(LAUNCH(big_dyn_smem, dim3(1), dim3(32), 64 * 1024, 0, d), cudaErrorInvalidValue,
