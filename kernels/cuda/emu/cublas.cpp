@@ -167,7 +167,8 @@ int64_t span_of(const Layout &l) {
   return (int64_t)(l.batch - 1) * l.stride + one;
 }
 
-cublasStatus_t check_operand(const char *fn, const Operand &o) {
+/* What a layout alone must satisfy (also checked by the heuristic query). */
+cublasStatus_t check_layout(const char *fn, const Operand &o) {
   const Layout &l = o.l;
   if (!type_size(l.type))
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "%s: matrix %s has type %d (%s)", fn, o.name, (int)l.type, type_name(l.type));
@@ -180,6 +181,12 @@ cublasStatus_t check_operand(const char *fn, const Operand &o) {
                   (long long)l.ld, (unsigned long long)min_ld);
   if (l.batch < 1 || l.stride < 0)
     return refuse(CUBLAS_STATUS_INVALID_VALUE, "%s: matrix %s: batch count %d, stride %lld", fn, o.name, l.batch, (long long)l.stride);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+/* The operand's pointer: device memory, aligned, holding every element the layout spans. */
+cublasStatus_t check_extent(const char *fn, const Operand &o) {
+  const Layout &l = o.l;
   int64_t bytes = span_of(l) * (int64_t)type_size(l.type);
   long long have = device_bytes_from(o.p);
   if (have < 0)
@@ -211,11 +218,11 @@ cublasStatus_t validate(const char *fn, const Desc &d, Gemm &g, bool check_point
   g.ta = d.transa == CUBLAS_OP_T;
   g.tb = d.transb == CUBLAS_OP_T;
   const Layout &A = g.A.l, &B = g.B.l, &C = g.C.l, &D = g.D.l;
-  if (check_pointers)
-    for (const Operand *o : {&g.A, &g.B, &g.C, &g.D}) {
-      cublasStatus_t st = check_operand(fn, *o);
-      if (st != CUBLAS_STATUS_SUCCESS) return st;
-    }
+  for (const Operand *o : {&g.A, &g.B, &g.C, &g.D}) {
+    cublasStatus_t st = check_layout(fn, *o);
+    if (st == CUBLAS_STATUS_SUCCESS && check_pointers) st = check_extent(fn, *o);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+  }
   if (A.type != B.type)
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "%s: A is %s but B is %s", fn, type_name(A.type), type_name(B.type));
   if (C.type != D.type)

@@ -89,6 +89,7 @@ int func_max_dynamic_smem(const void *func);
  * into a graph while the stream captures (streams.cpp). */
 cudaError_t stream_submit(cudaStream_t s, const char *what, std::function<void()> work);
 cudaError_t stream_check(cudaStream_t s);
+unsigned long long launches_submitted();
 void drain_all();
 /* cudaDeviceReset: every stream, event and graph is destroyed (after drain_all). */
 void streams_reset();

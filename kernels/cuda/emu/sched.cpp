@@ -323,6 +323,10 @@ bool run_block(Sched &S, Block &b) {
   b.msg.clear();
   b.dyn_size = sp.smem;
   b.dyn = alloc_smem(sp.smem, 16);
+  if (!b.dyn) {
+    b.msg = strprintf("%s: out of host memory for %zu bytes of dynamic shared memory", where(b).c_str(), sp.smem);
+    return false;
+  }
   push_batch(b, 0, b.n);
   CUEMU_TSAN_RELEASE(&b.start_sync);
   Thread *first = &b.t[pop(b)];
@@ -597,5 +601,5 @@ extern "C" void cuemu_get_stats(CuemuStats *st) {
   st->barriers = g_barriers;
   st->warp_collectives = g_collectives;
   st->blocks = g_blocks;
-  st->launches = 0;
+  st->launches = launches_submitted();
 }

@@ -132,6 +132,8 @@ bool any_capture() {
 
 } /* namespace */
 
+unsigned long long launches_submitted() { return st().launches; }
+
 cudaError_t stream_check(cudaStream_t s) { return resolve(s) ? cudaSuccess : bad_stream("stream", s); }
 
 cudaError_t stream_submit(cudaStream_t s, const char *what, std::function<void()> work) {
@@ -225,8 +227,6 @@ using namespace cuemu;
 #define LOCKED std::lock_guard<std::recursive_mutex> lock_(device_lock())
 
 extern "C" {
-
-unsigned long long cuemu_launch_count(void) { return st().launches; }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *pStream, unsigned int flags) {
   LOCKED;
