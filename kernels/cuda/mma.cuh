@@ -16,7 +16,9 @@
  *   ldmatrix_x4(r, p) / ldmatrix_x2(r, p)           8x8 b16 tiles from shared memory,
  *   ldmatrix_x4_trans(r, p) / ldmatrix_x2_trans(r, p)  lane i gives row i%8 of tile i/8
  *   cp_async_16(dst_smem, src_global)  16-byte asynchronous copy, completed by
- *   cp_async_commit() + cp_async_wait<N>() (all but the newest N groups done)
+ *   cp_async_commit() + cp_async_wait<N>() (all but the newest N groups done); the
+ *   emulation lands it at the wait (forward order), at the issue (reverse) or either
+ *   (random): the two ends of what the hardware may do
  */
 #ifndef BAGEL_CUDA_MMA_CUH
 #define BAGEL_CUDA_MMA_CUH
@@ -189,7 +191,7 @@ __device__ __forceinline__ void bagel_cp_async_16(void *dst, const void *src, co
                "l"(src)
                : "memory");
 #elif defined(BAGEL_CUDA_EMU)
-  cuemu::cp_async_queue(dst, src, 16, file, line);
+  if (cuemu::cp_async_queue(dst, src, 16, file, line)) memcpy(dst, src, 16);  // lands at the issue
 #else
   (void)dst, (void)src, (void)file, (void)line;
 #endif

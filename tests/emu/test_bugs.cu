@@ -2,12 +2,13 @@
  * `test_bugs CASE` runs one; each case says how it must end:
  *  - caught by the emulation itself: the case checks the error code and the report and
  *    exits 0 when both are right (divergent-barrier, early-exit, shfl-exit, partial-mask,
- *    deadlock, host-pointer, block-size, dyn-smem, orders);
+ *    deadlock, host-pointer, block-size, dyn-smem, orders, refill-orders);
  *  - caught by a sanitizer: the case just runs the buggy kernel and the sanitizer must
  *    stop the process with its report, which tests/emu/expect-report checks (race,
- *    warp-race under TSan; oob-write and dyn-smem-overrun under ASan).
+ *    warp-race, refill-race under TSan; oob-write and dyn-smem-overrun under ASan).
  * Emulation-only: on a GPU these kernels would misbehave silently or hang. */
 #include "emu_test.h"
+#include "mma.cuh"
 
 #include <string>
 
@@ -25,6 +26,26 @@ __global__ void lanes_no_syncwarp(int *out) {
   int l = threadIdx.x;
   buf[l] = l + 1;
   out[l] = buf[l ^ 1];  // BUG: __syncwarp() missing before this read
+}
+
+/* Double-buffered tiles brought in by cp.async; each thread sums another thread's
+ * elements.  The barrier before a buffer is refilled is missing, so a fast thread's next
+ * copy can overwrite what a slow one has not read yet. */
+__global__ void refill_no_sync(const float4 *in, float *out, int tiles) {
+  SHARED(float4, buf, [2][64]);
+  int t = threadIdx.x;
+  float acc = 0.0f;
+  cp_async_16(&buf[0][t], &in[t]);
+  cp_async_commit();
+  for (int k = 0; k < tiles; k++) {
+    if (k + 1 < tiles) cp_async_16(&buf[(k + 1) % 2][t], &in[(k + 1) * 64 + t]);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    acc += buf[k % 2][63 - t].x;
+    // BUG: __syncthreads() missing here, before the next iteration refills buf[k % 2]
+  }
+  out[t] = acc;
 }
 
 __global__ void oob_write(float *y, int n) {
@@ -122,6 +143,39 @@ static int orders(void) {
   return wrong > 0 ? 0 : 1;
 }
 
+static void run_refill(float4 **din, float **dout) {
+  const int tiles = 4;
+  std::vector<float4> in(tiles * 64);
+  for (int i = 0; i < tiles * 64; i++) in[i] = make_float4((float)i, 0, 0, 0);
+  *din = to_device(in);
+  CK(cudaMalloc((void **)dout, 64 * sizeof(float)));
+  CK(LAUNCH(refill_no_sync, dim3(1), dim3(64), 0, 0, *din, *dout, tiles));
+  CK(cudaDeviceSynchronize());
+}
+
+/* The missing refill barrier: the copy landing at its issue (reverse order) shows it. */
+static int refill_orders(void) {
+  int wrong = 0;
+  for (const char *o : {"forward", "reverse"}) {
+    cuemu_set_order(o);
+    float4 *din;
+    float *dout;
+    run_refill(&din, &dout);
+    std::vector<float> h = to_host(dout, 64);
+    int bad = 0;
+    for (int t = 0; t < 64; t++) {
+      float want = 0;
+      for (int k = 0; k < 4; k++) want += (float)(k * 64 + 63 - t);
+      bad += h[t] != want;
+    }
+    printf("order %s: %d of 64 threads summed an overwritten element\n", o, bad);
+    wrong += bad > 0;
+    CK(cudaFree(din));
+    CK(cudaFree(dout));
+  }
+  return wrong > 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: test_bugs CASE\n");
@@ -154,6 +208,16 @@ int main(int argc, char **argv) {
   if (c == "orders") {
     CK(cudaFree(d));
     return orders();
+  }
+  if (c == "refill-orders") {
+    CK(cudaFree(d));
+    return refill_orders();
+  }
+  if (c == "refill-race") {
+    float4 *din;
+    float *dout;
+    run_refill(&din, &dout);
+    return 0;
   }
   if (c == "divergent-barrier")
     return expect_error(LAUNCH(divergent_barrier, dim3(1), dim3(64), 0, 0, d), cudaErrorLaunchFailure,

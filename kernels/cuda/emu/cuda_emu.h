@@ -85,8 +85,9 @@ constexpr size_t kWarpSlot = 64;
 void *shared_static(const char *file, int line, size_t size, size_t align);
 void *shared_dynamic(const char *file, int line);
 bool is_shared(const void *p, size_t n);
-/* Asynchronous copies (cp.async): queued per thread and performed when waited for. */
-void cp_async_queue(void *dst, const void *src, unsigned bytes, const char *file, int line);
+/* Asynchronous copies (cp.async): checked, then either queued for the wait or (true) to
+ * be done by the caller at once, as the run order decides. */
+bool cp_async_queue(void *dst, const void *src, unsigned bytes, const char *file, int line);
 void cp_async_commit();
 struct AsyncCopy {
   void *dst;

@@ -3,7 +3,10 @@
  * A block's threads run one at a time on the calling OS thread, each until it blocks
  * (at __syncthreads or a warp intrinsic) or exits; the next one comes from a ready queue
  * filled in the configured run order (forward, reverse, random), so code that depends on
- * which thread gets somewhere first gives different results in different orders.
+ * which thread gets somewhere first gives different results in different orders.  In
+ * forward order the warps of a block advance in lockstep from one warp intrinsic to the
+ * next; in reverse order a warp released from one runs ahead of the others up to the
+ * next block barrier.
  * Barriers are checked: every thread of the block must wait at the same __syncthreads,
  * every lane of a warp at the same warp intrinsic with the full mask, and when nothing
  * can run any more the state of every thread is reported.  Warp intrinsics really
@@ -145,6 +148,27 @@ void push_batch(Block &b, unsigned first, unsigned count) {
     for (unsigned i = 0; i < count; i++) push(b, p[i]);
     break;
   }
+  }
+}
+
+/* Make the 32 lanes of warp w ready.  Forward order queues them behind everybody, so the
+ * warps of a block advance in lockstep; reverse order puts them first (lane 31 first), so
+ * the warp runs ahead of the others until it blocks at a barrier; random does either. */
+void push_warp(Block &b, unsigned w) {
+  bool ahead = b.order == Order::Reverse || (b.order == Order::Random && (b.rng.next() & 1));
+  if (!ahead) {
+    push_batch(b, w * 32, 32);
+    return;
+  }
+  unsigned lanes[32];
+  for (unsigned i = 0; i < 32; i++) lanes[i] = w * 32 + i;
+  if (b.order == Order::Random)
+    for (unsigned i = 32; i > 1; i--) std::swap(lanes[i - 1], lanes[b.rng.below(i)]);
+  for (unsigned i = 0; i < 32; i++) {  // pushed in front one by one: the last pushed runs first
+    b.qhead = b.qhead ? b.qhead - 1 : b.n - 1;
+    b.q[b.qhead] = lanes[i];
+    b.qcount++;
+    b.t[lanes[i]].state = T_READY;
   }
 }
 
@@ -447,7 +471,7 @@ const unsigned char *warp_gather(unsigned mask, const void *in, size_t n, bool s
     w.arrived = 0;
     w.gen++;
     g_collectives++;
-    push_batch(b, t->warp * 32, 32);
+    push_warp(b, t->warp);
   }
   switch_next(t, false);
   t->wfile = t->wwhat = nullptr;
@@ -492,7 +516,7 @@ bool is_shared(const void *p, size_t n) {
   return false;
 }
 
-void cp_async_queue(void *dst, const void *src, unsigned bytes, const char *file, int line) {
+bool cp_async_queue(void *dst, const void *src, unsigned bytes, const char *file, int line) {
   Thread *t = self();
   if (bytes != 4 && bytes != 8 && bytes != 16)
     kernel_fail(file, line, "cp.async of %u bytes (4, 8 or 16)", bytes);
@@ -502,8 +526,13 @@ void cp_async_queue(void *dst, const void *src, unsigned bytes, const char *file
     kernel_fail(file, line, "cp.async destination %p is not this block's shared memory", dst);
   if (device_bytes_from(src) < (long long)bytes)
     kernel_fail(file, line, "cp.async source %p (+%u bytes) is not device memory", src, bytes);
+  /* The hardware may land the copy any time between issue and wait: forward order lands
+   * it at the wait (the latest), reverse at the issue (the earliest), random either way. */
+  Block &b = *t->blk;
+  if (b.order == Order::Reverse || (b.order == Order::Random && (b.rng.next() & 1))) return true;
   CUEMU_TSAN_IGNORE;
   t->cp.push_back(AsyncCopy{dst, src, bytes});
+  return false;
 }
 
 void cp_async_commit() {
