@@ -36,7 +36,9 @@ typedef enum {
 typedef enum {
   BAGEL_BACKEND_AUTO = 0,    /* CUDA when a usable GPU is present, else CPU */
   BAGEL_BACKEND_CPU,
-  BAGEL_BACKEND_CUDA
+  BAGEL_BACKEND_CUDA,
+  BAGEL_BACKEND_COUNT        /* bagel bench only: counts FLOPs and bytes, computes nothing
+                              * (results are zeros/grey), for the GPU projection */
 } BagelBackendKind;
 
 typedef enum {
