@@ -141,6 +141,8 @@ typedef struct {
   BagelBackendKind backend;
   int n_threads;             /* CPU backend; <= 0: all cores */
   gboolean mlock;            /* lock the weights in RAM */
+  gboolean skip_weight_check; /* do not scan every weight for NaN/Inf at open (the scan
+                              * reads the whole checkpoint: seconds to minutes for 7B) */
 } BagelEngineOptions;
 
 void bagel_engine_options_init(BagelEngineOptions *o);

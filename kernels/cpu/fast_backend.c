@@ -9,6 +9,7 @@
 #include "fast_backend.h"
 
 #include <stdlib.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -28,7 +29,14 @@ typedef struct {
   uint16_t *xb;            /* x rounded to bf16 (fp32 inputs) */
   float *bias;
   size_t xb_cap, bias_cap;
+  double linear_s, attention_s;   /* wall time inside the two ops (bench breakdowns) */
 } FastTable;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static FastTable *table(BkBackend *be) { return (FastTable *)(void *)be->ops; }
 
@@ -40,8 +48,18 @@ static bool grow(void **p, size_t *cap, size_t n) {
   return *p != NULL;
 }
 
+static void linear_op(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
+                      const BkTensor *b);
+
 static void fast_linear(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
                         const BkTensor *b) {
+  const double t0 = now_s();
+  linear_op(be, y, x, w, b);
+  table(be)->linear_s += now_s() - t0;
+}
+
+static void linear_op(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
+                      const BkTensor *b) {
   FastTable *ft = table(be);
   const int64_t K = bk_cols(x), M = bk_rows(x);
   const bool ok_types = w->dt == BK_BF16 && w->nd == 2 && w->ne[1] == K &&
@@ -87,10 +105,11 @@ static void fast_attention(BkBackend *be, BkTensor *o, const BkTensor *q, const 
                          kn->ne[0] == q->ne[0] && kn->ne[2] == q->ne[2] && bk_same_shape(o, q) &&
                          (!kc || (vc && kc->nd == 3 && bk_same_shape(kc, vc) &&
                                   kc->ne[1] == kn->ne[1] && kc->ne[2] == q->ne[2]));
-  if (shapes_ok &&
-      fa_attention(ft->attn, FAST_ATTENTION_ORDER, o, q, kc, vc, kn, vn, causal, scale))
-    return;
-  ft->ref->attention(be, o, q, kc, vc, kn, vn, causal, scale);
+  const double t0 = now_s();
+  if (!shapes_ok ||
+      !fa_attention(ft->attn, FAST_ATTENTION_ORDER, o, q, kc, vc, kn, vn, causal, scale))
+    ft->ref->attention(be, o, q, kc, vc, kn, vn, causal, scale);
+  ft->attention_s += now_s() - t0;
 }
 
 static void fast_destroy(BkBackend *be) {
@@ -138,4 +157,12 @@ fail:
 const char *bk_cpu_fast_gemm_kernel(const BkBackend *be) {
   if (!be || be->ops->destroy != fast_destroy) return "ref";
   return fg_kernel_name(((const FastTable *)(const void *)be->ops)->kernel);
+}
+
+void bk_cpu_fast_timers(const BkBackend *be, double *linear_s, double *attention_s) {
+  *linear_s = *attention_s = 0;
+  if (!be || be->ops->destroy != fast_destroy) return;
+  const FastTable *ft = (const FastTable *)(const void *)be->ops;
+  *linear_s = ft->linear_s;
+  *attention_s = ft->attention_s;
 }

@@ -14,4 +14,7 @@ BkBackend *bk_cpu_fast_new(int n_threads);
 /* "fma" / "dpbf16" / "ref": the GEMM kernel a fast backend uses (for reports). */
 const char *bk_cpu_fast_gemm_kernel(const BkBackend *be);
 
+/* Seconds spent so far inside linear and attention (zeros for other backends). */
+void bk_cpu_fast_timers(const BkBackend *be, double *linear_s, double *attention_s);
+
 #endif
