@@ -13,6 +13,8 @@
  * 16 accumulators (8 micro-panels) in flight to hide VDPBF16PS/FMA latency. */
 #include "fast_gemm.h"
 
+#include "ops.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -132,7 +134,7 @@ FgKernel fg_pick(FgOrder order) {
 /* ---- packing: 16 rows × 32 bf16 (16 k-pairs) -> 16 vectors, one per k-pair ---------- */
 
 /* v[r] = 16 dwords of row r; on return v[c] = dword c of every row (lane r). */
-AVX512 static inline void transpose16(__m512i v[16]) {
+AVX512 static __attribute__((always_inline)) inline void transpose16(__m512i v[16]) {
   __m512i t[16];
   for (int i = 0; i < 8; i++) {
     t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
@@ -159,7 +161,7 @@ AVX512 static inline void transpose16(__m512i v[16]) {
 }
 
 /* Load 16 rows n0.. of w at column k (32 bf16 each, zeros past K or N). */
-AVX512 static inline void load_rows16(const FgGemm *g, int64_t n0, int64_t k, __m512i v[16]) {
+AVX512 static __attribute__((always_inline)) inline void load_rows16(const FgGemm *g, int64_t n0, int64_t k, __m512i v[16]) {
   const int64_t left = g->K - k;
   const __mmask32 m = left >= 32 ? 0xffffffffu : (left <= 0 ? 0 : (__mmask32)((1ull << left) - 1));
   for (int r = 0; r < 16; r++) {
@@ -440,6 +442,91 @@ static void run_task(const Plan *pl, int64_t nb, int64_t m0, int64_t m1, void *p
     }
   }
 }
+
+/* ---- decode: one row of x, the weights streamed once ---------------------------------
+ * 16 weight rows at a time are loaded (32 bf16 each), transposed in registers and used
+ * straight away: no panel in memory.  Two row groups per task give two independent
+ * accumulator chains; the next chunk of each row is prefetched. */
+
+#define GEMV_GROUP(NAME, ATTR, DP)                                                          \
+  ATTR static __attribute__((always_inline)) inline __m512 NAME(                              \
+      const FgGemm *g, int64_t n0, int64_t k, int np, bool pairs, const uint16_t *xb,          \
+      const float *xf, __m512 acc) {                                                          \
+    __m512i v[16];                                                                            \
+    load_rows16(g, n0, k, v);                                                                 \
+    for (int r = 0; r < 16; r++)                                                              \
+      if (n0 + r < g->N)                                                                      \
+        _mm_prefetch((const char *)(g->w + (n0 + r) * g->ldw + k + 128), _MM_HINT_T0);        \
+    transpose16(v);                                                                           \
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);                                   \
+    for (int c = 0; c < np; c++) {                                                            \
+      if (DP) {                                                                               \
+        acc = GEMV_DP_STEP(acc, xb, k, c, v[c]);                                              \
+      } else {                                                                                \
+        const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v[c], 16));                  \
+        const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(v[c], hi));                    \
+        const __m512 xe = _mm512_set1_ps(xf[k + 2 * c]), xo = _mm512_set1_ps(xf[k + 2 * c + 1]); \
+        acc = _mm512_fmadd_ps(pairs ? xo : xe, pairs ? wo : we, acc);                         \
+        acc = _mm512_fmadd_ps(pairs ? xe : xo, pairs ? we : wo, acc);                         \
+      }                                                                                       \
+    }                                                                                         \
+    (void)xb;                                                                                 \
+    (void)xf;                                                                                 \
+    return acc;                                                                               \
+  }
+
+AVX512BF16 static __attribute__((always_inline)) inline __m512 dp_step(__m512 acc,
+                                                                      const uint16_t *xb,
+                                                                      int64_t k, int c,
+                                                                      __m512i w) {
+  uint32_t pair;
+  memcpy(&pair, xb + k + 2 * c, 4);
+  return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_set1_epi32((int)pair), (__m512bh)w);
+}
+
+#define GEMV_DP_STEP(acc, xb, k, c, w) dp_step(acc, xb, k, c, w)
+GEMV_GROUP(gemv_group_dp, AVX512BF16, 1)
+#undef GEMV_DP_STEP
+#define GEMV_DP_STEP(acc, xb, k, c, w) (acc)
+GEMV_GROUP(gemv_group_fma, AVX512, 0)
+#undef GEMV_DP_STEP
+
+AVX512BF16 static void gemv_dp(const Plan *pl, int64_t n0, float out[32]) {
+  const FgGemm *g = pl->g;
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  for (int64_t k = 0; k < pl->kpad; k += 32) {
+    const int np = (int)((pl->kpad - k) / 2 < 16 ? (pl->kpad - k) / 2 : 16);
+    a0 = gemv_group_dp(g, n0, k, np, true, pl->xb, NULL, a0);
+    a1 = gemv_group_dp(g, n0 + 16, k, np, true, pl->xb, NULL, a1);
+  }
+  _mm512_storeu_ps(out, a0);
+  _mm512_storeu_ps(out + 16, a1);
+}
+
+AVX512 static void gemv_fma(const Plan *pl, int64_t n0, float out[32]) {
+  const FgGemm *g = pl->g;
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  for (int64_t k = 0; k < pl->kpad; k += 32) {
+    const int np = (int)((pl->kpad - k) / 2 < 16 ? (pl->kpad - k) / 2 : 16);
+    a0 = gemv_group_fma(g, n0, k, np, pl->pairs, NULL, pl->xf, a0);
+    a1 = gemv_group_fma(g, n0 + 16, k, np, pl->pairs, NULL, pl->xf, a1);
+  }
+  _mm512_storeu_ps(out, a0);
+  _mm512_storeu_ps(out + 16, a1);
+}
+
+static void gemv_task(const Plan *pl, int64_t n0) {
+  const FgGemm *g = pl->g;
+  float acc[32];
+  if (pl->kernel == FG_KERNEL_DPBF16) gemv_dp(pl, n0, acc);
+  else gemv_fma(pl, n0, acc);
+  const int64_t nn = g->N - n0 < 32 ? g->N - n0 : 32;
+  for (int64_t j = 0; j < nn; j++) {
+    const float v = acc[j] + (pl->bias ? pl->bias[n0 + j] : 0.0f);
+    if (g->y_bf16) ((uint16_t *)g->y)[n0 + j] = bk_f32_to_bf16(v);
+    else ((float *)g->y)[n0 + j] = v;
+  }
+}
 #endif /* FG_X86 */
 
 #ifndef FG_X86
@@ -490,8 +577,13 @@ bool fg_gemm(FgWork *w, const FgGemm *g, FgOrder order, FgKernel kernel) {
           w->xf[m * kpad + k] = v.f;
         }
     }
+    if (g->M == 1) {
+      /* dynamic: on a shared machine a descheduled thread's share moves to the other */
+#pragma omp for schedule(dynamic, 8)
+      for (int64_t n0 = 0; n0 < (g->N + 31) / 32; n0++) gemv_task(&pl, n0 * 32);
+    }
 #pragma omp for schedule(dynamic)
-    for (int64_t task = 0; task < nblocks * mchunks; task++) {
+    for (int64_t task = 0; task < (g->M == 1 ? 0 : nblocks * mchunks); task++) {
 #ifdef _OPENMP
       const int t = omp_get_thread_num();
 #else
