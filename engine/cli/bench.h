@@ -33,7 +33,7 @@ typedef struct Bench {
   /* options */
   char *model, *backend, *project, *stages, *out, *peer_cmd, *ckpt_label;
   int threads, runs, size, steps, prompt_tokens, decode_tokens, image_size;
-  gboolean mlock, und_only;
+  gboolean mlock, und_only, peer_after;
   char gemm_kernel[16];      /* the fast backend's GEMM kernel (report) */
   /* results */
   Fig figs[MAX_FIGS];

@@ -282,14 +282,14 @@ static gboolean stage_vae(Bench *b, BagelEngine *e, double *enc_s, double *dec_s
   be->ops->upload(be, &z, host);
   g_free(host);
   BkTensor moments, y;
-  set_label(b, "encode");
   on_progress("vae-encode", 0, 1, 0, b);
+  set_label(b, "encode");
   double t0 = now_s();
   gboolean ok = vae_encode(e->vae, &e->arena, &x, &moments, NULL, error);
   *enc_s = now_s() - t0;
   if (ok) {
-    set_label(b, "decode");
     on_progress("vae-decode", 0, 1, 0, b);
+    set_label(b, "decode");
     t0 = now_s();
     ok = vae_decode(e->vae, &e->arena, &z, &y, NULL, error);
     *dec_s = now_s() - t0;
@@ -405,7 +405,7 @@ gboolean bench_run_measured(Bench *b, GError **error) {
               b->prompt_tokens / pf);
       bench_fig_add(bench_fig(b, "decode", "tok/s", "{\"context\": %d, \"tokens\": %d}", b->prompt_tokens,
                   b->decode_tokens), 1.0 / dc);
-      if (b->peer_cmd) {
+      if (b->peer_cmd && !b->peer_after) {
         if (!run_peer(b, error)) goto fail;
         const int k = b->npeer - 1;
         bench_fig_add(bench_fig(b, "prefill_vs_peer", "x", "{\"peer\": \"%s\"}", b->peer_name),
@@ -450,7 +450,26 @@ gboolean bench_run_measured(Bench *b, GError **error) {
     }
   }
   b->cur = NULL;
-  bagel_engine_free(e);
+  bagel_engine_free(e);   /* unlocks our weights: the peer's may take the page cache */
+  e = NULL;
+  if (b->peer_cmd && b->peer_after && bench_has_stage(b, "llm")) {
+    /* blocks instead of interleaving (both models' weights do not fit in RAM at once):
+     * a warm-up run, then as many runs as ours, ratios run by run */
+    Fig *pf = bench_fig(b, "prefill", "tok/s", "{}"), *df = bench_fig(b, "decode", "tok/s", "{}");
+    for (int r = -1; r < R; r++) {
+      b->run = r < 0 ? 0 : r;
+      if (!run_peer(b, error)) return FALSE;
+      if (r < 0) {
+        b->npeer = 0;
+        continue;
+      }
+      const int k = b->npeer - 1;
+      bench_fig_add(bench_fig(b, "prefill_vs_peer", "x", "{\"peer\": \"%s\", \"schedule\": \"blocks\"}",
+                              b->peer_name), pf->runs[r] / b->peer_prefill[k]);
+      bench_fig_add(bench_fig(b, "decode_vs_peer", "x", "{\"peer\": \"%s\", \"schedule\": \"blocks\"}",
+                              b->peer_name), df->runs[r] / b->peer_decode[k]);
+    }
+  }
   return TRUE;
 fail:
   b->cur = NULL;

@@ -128,44 +128,63 @@ AVX512 static void scores_chunk_r(int R, int64_t D, const float *qf, const float
   }
 }
 
-/* acc[2][nv] over keys j < nk: acc += p[j]·v[j][d0 …], then o = acc·inv per row. */
+/* acc[2][NV] over keys j < nk: acc += p[j]·v[j][d0 …], then o = acc·inv per row.  NV is
+ * a constant in each instance (pv_rows dispatches), so the loops unroll fully. */
+AVX512 static FA_INLINE void pv_block(const int NV, const Fa *a, int64_t hk, int r0, int nr,
+                                      const float *pt, int64_t nk, const float inv[FA_ROWS],
+                                      const int64_t row_i[FA_ROWS], const int64_t row_h[FA_ROWS],
+                                      int64_t d0) {
+  const int64_t D = a->D;
+  const int64_t tail = (D - d0) - (int64_t)(NV - 1) * 16;   /* 1..16 lanes in the last */
+  const __mmask16 lastm = (__mmask16)(tail >= 16 ? 0xffff : (1u << tail) - 1);
+  __m512 acc0[FA_DB], acc1[FA_DB];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; v++) acc0[v] = acc1[v] = _mm512_setzero_ps();
+  const float *vrow = a->vf + (hk * a->Lk) * D + d0;
+  const int r1 = r0 + (nr > 1);
+  for (int64_t j = 0; j < nk; j++, vrow += D) {
+    const __m512 p0 = _mm512_set1_ps(pt[j * 16 + r0]);
+    const __m512 p1 = _mm512_set1_ps(pt[j * 16 + r1]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+      const __m512 vv = v == NV - 1 ? _mm512_maskz_loadu_ps(lastm, vrow + v * 16)
+                                    : _mm512_loadu_ps(vrow + v * 16);
+      acc0[v] = _mm512_add_ps(acc0[v], _mm512_mul_ps(p0, vv));
+      acc1[v] = _mm512_add_ps(acc1[v], _mm512_mul_ps(p1, vv));
+    }
+  }
+  for (int r = 0; r < nr; r++) {
+    float out[FA_DB * 16];
+    for (int v = 0; v < NV; v++)
+      _mm512_storeu_ps(out + v * 16,
+                       _mm512_mul_ps(r ? acc1[v] : acc0[v], _mm512_set1_ps(inv[r0 + r])));
+    const int64_t base = (row_i[r0 + r] * a->Hq + row_h[r0 + r]) * D + d0;
+    const int64_t n = D - d0 < FA_DB * 16 ? D - d0 : FA_DB * 16;
+    for (int64_t d = 0; d < n; d++) st(a->o, base + d, out[d]);
+  }
+}
+
 AVX512 static void pv_rows(const Fa *a, int64_t hk, int r0, int nr, const float *pt, int64_t nk,
                            const float inv[FA_ROWS], const int64_t row_i[FA_ROWS],
                            const int64_t row_h[FA_ROWS]) {
-  const int64_t D = a->D;
-  for (int64_t d0 = 0; d0 < D; d0 += FA_DB * 16) {
-    const int nv = (int)((D - d0 + 15) / 16 < FA_DB ? (D - d0 + 15) / 16 : FA_DB);
-    const int64_t tail = (D - d0) - (int64_t)(nv - 1) * 16;   /* 1..16 lanes in the last */
-    const __mmask16 lastm = (__mmask16)(tail >= 16 ? 0xffff : (1u << tail) - 1);
-    __m512 acc[2][FA_DB];
-    for (int r = 0; r < 2; r++)
-      for (int v = 0; v < FA_DB; v++) acc[r][v] = _mm512_setzero_ps();
-    const float *vrow = a->vf + (hk * a->Lk) * D + d0;
-    for (int64_t j = 0; j < nk; j++, vrow += D) {
-      __m512 vv[FA_DB];
-#pragma GCC unroll 8
-      for (int v = 0; v < FA_DB; v++)
-        vv[v] = v >= nv ? _mm512_setzero_ps()
-                        : v == nv - 1 ? _mm512_maskz_loadu_ps(lastm, vrow + v * 16)
-                                      : _mm512_loadu_ps(vrow + v * 16);
-      const __m512 p0 = _mm512_set1_ps(pt[j * 16 + r0]);
-      const __m512 p1 = _mm512_set1_ps(pt[j * 16 + r0 + (nr > 1)]);
-#pragma GCC unroll 8
-      for (int v = 0; v < FA_DB; v++)
-        if (v < nv) {
-          acc[0][v] = _mm512_add_ps(acc[0][v], _mm512_mul_ps(p0, vv[v]));
-          acc[1][v] = _mm512_add_ps(acc[1][v], _mm512_mul_ps(p1, vv[v]));
-        }
-    }
-    for (int r = 0; r < nr; r++) {
-      float out[FA_DB * 16];
-      for (int v = 0; v < nv; v++)
-        _mm512_storeu_ps(out + v * 16, _mm512_mul_ps(acc[r][v], _mm512_set1_ps(inv[r0 + r])));
-      const int64_t base = (row_i[r0 + r] * a->Hq + row_h[r0 + r]) * D + d0;
-      const int64_t n = D - d0 < FA_DB * 16 ? D - d0 : FA_DB * 16;
-      for (int64_t d = 0; d < n; d++) st(a->o, base + d, out[d]);
+  for (int64_t d0 = 0; d0 < a->D; d0 += FA_DB * 16) {
+    const int nv = (int)((a->D - d0 + 15) / 16 < FA_DB ? (a->D - d0 + 15) / 16 : FA_DB);
+    switch (nv) {
+#define C(n) case n: pv_block(n, a, hk, r0, nr, pt, nk, inv, row_i, row_h, d0); break;
+      C(1) C(2) C(3) C(4) C(5) C(6) C(7) C(8)
+#undef C
     }
   }
+}
+
+/* max over s[0 … n) (order-free; no NaN reaches here from finite inputs) */
+AVX512 static float row_max(const float *s, int64_t n) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(s + j));
+  float mx = _mm512_reduce_max_ps(m);
+  for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+  return mx;
 }
 
 /* One task: KV head hk, queries [i0, i0+qb), every head of the group. */
@@ -192,8 +211,7 @@ AVX512 static void run_task(const Fa *a, int64_t hk, int64_t i0, int64_t qb, flo
       continue;
     }
     const float *sr = s + r * lds;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < vis[r]; j++) mx = sr[j] > mx ? sr[j] : mx;
+    const float mx = row_max(sr, vis[r]);
     for (int64_t j = 0; j < vis[r]; j++) pt[j * 16 + r] = expf(sr[j] - mx);
     for (int64_t j = vis[r]; j < nk; j++) pt[j * 16 + r] = 0.0f;
   }
