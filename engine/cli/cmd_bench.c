@@ -145,6 +145,25 @@ static void projected_figures(Bench *b, GPtrArray *notes) {
       }
     }
   }
+  /* the work itself, device-independent */
+  for (int k = 0; k < 3; k++) {
+    const char *pre = k == 0 ? "t2i" : k == 1 ? "edit" : "describe";
+    if (!bench_has_stage(b, pre)) continue;
+    GHashTableIter it;
+    gpointer key, val;
+    double flops = 0, wb = 0;
+    g_hash_table_iter_init(&it, b->acc);
+    while (g_hash_table_iter_next(&it, &key, &val))
+      if (g_str_has_prefix(key, pre) && ((char *)key)[strlen(pre)] == '.' && !strstr(key, ".step_")) {
+        flops += acc_total(val);
+        wb += ((Acc *)val)->wbytes;
+      }
+    char n[64];
+    g_snprintf(n, sizeof n, "%s.work", pre);
+    bench_fig_add(bench_fig(b, n, "TFLOP", "{\"width\": %d, \"height\": %d, \"steps\": %d, "
+                            "\"weight_gb\": %.1f}", b->size, b->size, b->steps, wb / 1e9),
+                  flops / 1e12);
+  }
   /* the design questions, answered from the figures above */
   for (int k = 0; k < 2; k++) {
     const char *pre = k ? "edit" : "t2i";
