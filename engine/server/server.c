@@ -154,6 +154,8 @@ static void enqueue(Server *s, Client *c, BagelMsg *m) {
   }
   g_mutex_unlock(&s->lock);
   if (!refused) {
+    slog("client %d: %s job %d queued at position %d", c->serial, bagel_job_mode_name(mode),
+         id, position);
     BagelMsg *a = bagel_msg_new(BAGEL_MSG_ACCEPTED);
     a->id = id;
     a->position = position;
@@ -166,10 +168,7 @@ static void enqueue(Server *s, Client *c, BagelMsg *m) {
                       duplicate ? "a job with this id is already pending on this connection"
                                 : "bagel-engine is shutting down; retry");
     job_free(j);
-    return;
   }
-  slog("client %d: %s job %d queued at position %d", c->serial, bagel_job_mode_name(mode), id,
-       position);
 }
 
 /* Cancel one job of c (id >= 0) or all of them (id < 0, the client went away). */
