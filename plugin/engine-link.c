@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "pixels.h"
 
 char *bagel_engine_path(void) {
   const char *env = g_getenv("BAGEL_ENGINE");
@@ -41,6 +42,7 @@ static void on_progress(const BagelMsg *m, gpointer data) {
   const char *text = m->stage;
   for (unsigned i = 0; i < G_N_ELEMENTS(stage_texts); i++)
     if (!strcmp(stage_texts[i].stage, m->stage)) text = stage_texts[i].text;
+  bagel_trace("progress %s %d/%d", m->stage, m->step, m->total);
   if (m->total > 0) {
     gimp_progress_set_text_printf("BAGEL: %s — %s %d/%d", ctx->what, text, m->step, m->total);
     gimp_progress_update((double)m->step / m->total);
@@ -52,6 +54,13 @@ static void on_progress(const BagelMsg *m, gpointer data) {
 
 BagelMsg *bagel_engine_run(BagelMsg *job, const char *what, char **engine, GError **error) {
   char *path = bagel_engine_path();
+  if (!g_file_test(path, G_FILE_TEST_IS_EXECUTABLE)) {
+    g_set_error(error, BAGEL_ERROR, BAGEL_ERROR_BACKEND,
+                "bagel-engine is not installed at %s: install gimp-bagel with `meson install` "
+                "(the engine goes next to the plug-in) or point BAGEL_ENGINE at it", path);
+    g_free(path);
+    return NULL;
+  }
   gimp_progress_init_printf("BAGEL: %s — starting the engine", what);
   BagelClient *client = bagel_client_connect(path, NULL, 0, NULL, error);
   g_free(path);

@@ -264,7 +264,12 @@ def edit_new_layer():
         check(s.get(k) == v, 'parasite %s = %r' % (k, s.get(k)))
     check(s['engine'].startswith('bagel-engine'), 'parasite engine %r' % s['engine'])
     if TRACE:
-        steps = [l.split()[0] for l in open(TRACE).read().split('\n') if l]
+        lines = [l for l in open(TRACE).read().split('\n') if l]
+        # the progress bar followed the engine: the denoise steps 1..2 of 2 (steps 3)
+        progress = [l for l in lines if l.startswith('progress ')]
+        check('progress denoise 1/2' in progress and 'progress denoise 2/2' in progress,
+              'progress %s' % progress)
+        steps = [l.split()[0] for l in lines if not l.startswith('progress ')]
         check(steps[0] == 'undo-group-start' and steps[-1] == 'undo-group-end'
               and steps.count('undo-group-start') == 1,
               'image changes outside one undo group: %s' % steps)
@@ -629,13 +634,36 @@ def dialogs():
         path = prefix + '-' + name + '.json'
         if os.path.exists(path):
             os.unlink(path)
-        args = {'steps': 2, 'seed': 1} if name != 'plug-in-bagel-describe' else {}
+        # An interactive run starts from the arguments given only the first time in a GIMP
+        # session (then from the last used values): one run per procedure.
+        args = {'steps': 2, 'seed': 1} if name != 'plug-in-bagel-describe' else {'think': True}
         if name == 'plug-in-bagel-edit':
-            args['instruction'] = 'from the dialog'
+            args.update(instruction='from the dialog', think=True)
         if name == 'plug-in-bagel-generate':
             args['prompt'] = 'from the dialog'
-        run(name, img, [src], run_mode=Gimp.RunMode.INTERACTIVE, **args)
+        if os.path.exists(prefix + '-text.json'):
+            os.unlink(prefix + '-text.json')
+        status, values = run(name, img, [src], run_mode=Gimp.RunMode.INTERACTIVE, **args)
+        check(status == Gimp.PDBStatusType.SUCCESS, '%s interactive: %s %s' % (name, status, values))
         check(os.path.exists(path), name + ': no dialog dump (was the dialog built?)')
+        if name == 'plug-in-bagel-edit':
+            # think mode shows the reasoning after the edit
+            check(os.path.exists(prefix + '-text.json'), 'no reasoning dialog; the run returned %r' % (values,))
+            text = json.load(open(prefix + '-text.json'))
+            view = find(text, lambda n: n['type'] == 'GtkTextView')
+            check(view and view['text'] == 'fake reasoning about "from the dialog"',
+                  'reasoning dialog %r' % view)
+        if name == 'plug-in-bagel-describe':
+            # describe with think shows its answer (copyable) and its reasoning
+            text = json.load(open(prefix + '-text.json'))
+            views = []
+            find(text, lambda n: n['type'] == 'GtkTextView' and views.append(n) and False)
+            check(len(views) == 2 and views[0]['text'].startswith('fake answer to') and
+                  views[1]['text'].startswith('fake reasoning about') and
+                  not views[0]['editable'], 'describe with think: %r' % views)
+            exp = find(text, lambda n: n['type'] == 'GtkExpander')
+            check(exp and 'Reasoning' in labels(exp, []), 'no Reasoning expander')
+            check('Copy' in [l.replace('_', '') for l in labels(text, [])], 'no Copy button')
         tree = json.load(open(path))
         exp = find(tree, lambda n: n['type'] == 'GtkExpander')
         check(exp is not None, name + ': no expander')
@@ -650,12 +678,6 @@ def dialogs():
             check(l in outside, '%s: "%s" not in the main part: %s' % (name, l, outside))
         for l in advanced[name]:
             check(l in inside, '%s: "%s" not in the advanced section: %s' % (name, l, inside))
-    # describe, accepted in test mode, showed its answer in the text dialog
-    text = json.load(open(prefix + '-text.json'))
-    view = find(text, lambda n: n['type'] == 'GtkTextView')
-    check(view and view['text'].startswith('fake answer to') and view['editable'] is False,
-          'answer dialog %r' % view)
-    check('Copy' in [l.replace('_', '') for l in labels(text, [])], 'no Copy button')
     img.delete()
 
 
