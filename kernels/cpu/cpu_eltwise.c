@@ -48,8 +48,9 @@ void cpu_silu_mul(BkBackend *be, BkTensor *y, const BkTensor *gate, const BkTens
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i++) {
     float g = ld_f(gate, i);
-    /* act_fn(gate) is stored in the gate's dtype, then multiplied by up */
-    float a = g / (1.0f + expf(-g));
+    /* act_fn(gate) is stored in the gate's dtype, then multiplied by up.  torch's
+     * vectorised SiLU: x / (1 + exp(−x)) in fp32 with SLEEF's exp (cpu_expf). */
+    float a = g / (1.0f + cpu_expf(-g));
     if (up) a = round_to(gate->dt, a) * ld_f(up, i);
     st_f(y, i, a);
   }
@@ -63,7 +64,7 @@ void cpu_gelu_tanh(BkBackend *be, BkTensor *y, const BkTensor *x) {
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i++) {
     float v = ld_f(x, i);
-    float inner = beta * (v + kappa * v * v * v);
+    float inner = beta * (v + kappa * (v * v * v));   /* torch: x³ first, then κ·x³ */
     st_f(y, i, 0.5f * v * (1.0f + tanhf(inner)));
   }
 }
