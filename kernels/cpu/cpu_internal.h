@@ -109,6 +109,10 @@ static inline float cpu_sum16(const float *x, int64_t n) {
   return acc[0];
 }
 
+/* Σ v[0..n) in the order of ATen's cascade sum of a contiguous fp32 row with 8-lane
+ * vectors (torch.sum / mean over the last dim; cpu_norm.c). */
+float cpu_sum8_cascade(const float *v, int64_t n);
+
 /* Copy n elements of row r of t into dst as fp32. */
 void cpu_load_row(const BkTensor *t, int64_t r, int64_t n, float *dst);
 

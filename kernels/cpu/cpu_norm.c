@@ -5,7 +5,7 @@
  * RMSNorm's mean(x²) is torch's: x² rounded to fp32, summed by ATen's cascade sum, then
  * divided by D (docs/numerics.md, "Reductions").  The sum kernel runs with 8-lane
  * vectors even on AVX512 machines (ATen registers no AVX512 variant of it), so
- * sum8_cascade() below reproduces vectorized_inner_sum → row_sum → multi_row_sum for
+ * cpu_sum8_cascade() below reproduces vectorized_inner_sum → row_sum → multi_row_sum for
  * 8-wide vectors.  Evidence: single-layer replay of the 192 golden LLM calls gives 0
  * mismatches with it (as with an fp64 sum); a plain sequential fp32 sum, or the 16-lane
  * variant, gives 40 (the 16-wide head-dim QK-norms of the und rows).
@@ -55,7 +55,7 @@ static void multi_row_sum8(const float *v, int64_t rows, float out[4][8]) {
  * the n/8 whole vectors are summed lane-wise by row_sum (4 interleaved accumulators of
  * whole vectors, folded 0+1, +2, +3), then the scalar tail and the 8 lanes are added to
  * 0 in that order. */
-static float sum8_cascade(const float *v, int64_t n) {
+float cpu_sum8_cascade(const float *v, int64_t n) {
   if (n < 8) { /* rows shorter than a vector: ATen's scalar row_sum (4 accumulators) */
     float a[4] = {0, 0, 0, 0};
     int64_t i = 0;
@@ -95,7 +95,7 @@ void cpu_rms_norm(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor 
         float v = ld_f(x, base + i);
         sq[i] = v * v;                              /* x.pow(2), fp32 */
       }
-      float var = sum8_cascade(sq, D) / (float)D;   /* .mean(-1): sum, then ÷ D */
+      float var = cpu_sum8_cascade(sq, D) / (float)D;   /* .mean(-1): sum, then ÷ D */
       float rstd = 1.0f / sqrtf(var + eps);         /* torch.rsqrt(var + eps) */
       for (int64_t i = 0; i < D; i++) {
         float n = ld_f(x, base + i) * rstd;
