@@ -9,8 +9,7 @@
  * 8-wide vectors.  Evidence: single-layer replay of the 192 golden LLM calls gives 0
  * mismatches with it (as with an fp64 sum); a plain sequential fp32 sum, or the 16-lane
  * variant, gives 40 (the 16-wide head-dim QK-norms of the und rows).
- * LayerNorm's statistics are still accumulated in double (within an ulp of torch's
- * Welford moments; its output feeds a Linear that rounds it to bf16 first). */
+ * LayerNorm: see rowwise_moments() below. */
 #include "cpu_internal.h"
 
 #include <stdlib.h>
@@ -107,6 +106,84 @@ void cpu_rms_norm(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor 
   }
 }
 
+/* ---- LayerNorm: ATen's RowwiseMoments (Welford + cascade), 8 lanes ------------------
+ * torch's CPU layer_norm runs its AVX2 kernel on AVX512 machines too (8-lane vectors),
+ * and GCC builds those kernels with FMA contraction (-ffp-contract=fast, -mfma): every
+ * `a + b·c` of the source becomes fma(b, c, a).  Reproduced below with fmaf() at exactly
+ * those places.  Evidence: the ViT's fp32 post-LayerNorm output (42 × 32 values):
+ * 0 differing with this; without the contraction 230; 16 lanes ≥ 603; fp64 two-pass
+ * statistics (the previous code) 487. */
+enum { LN_LANES = 8, LN_CHUNK = 16 };
+
+typedef struct {
+  int64_t n;
+  float m1[LN_LANES], m2[LN_LANES];
+} Moments8;
+
+/* AddMomentsVec: fold (n_add, m1_add, m2_add) into *acc. */
+static void moments_add_vec(int64_t n_add, const float *m1_add, const float *m2_add,
+                            Moments8 *acc) {
+  const int64_t n = acc->n + n_add;
+  const float c = n == 0 ? 0.0f : (float)n_add / (float)n;
+  for (int l = 0; l < LN_LANES; l++) {
+    const float delta = m1_add[l] - acc->m1[l];
+    acc->m1[l] = fmaf(c, delta, acc->m1[l]);
+    acc->m2[l] = acc->m2[l] + fmaf(delta * delta * c, (float)acc->n, m2_add[l]);
+  }
+  acc->n = n;
+}
+
+/* (mean, biased variance) of x[0..N) in the order of ATen's RowwiseMoments<float>. */
+static void rowwise_moments(const float *x, int64_t N, float *mean, float *var) {
+  const int64_t nvec = N / LN_LANES, nchunk = (nvec + LN_CHUNK - 1) / LN_CHUNK;
+  int depth = 1;   /* utils::CeilLog2(nchunk), which is 1 for nchunk ≤ 2 */
+  while (nchunk > 2 && ((int64_t)1 << depth) < nchunk) depth++;
+  Moments8 stk[64];
+  memset(stk, 0, sizeof(Moments8) * (size_t)depth);
+  for (int64_t i = 0; i < nchunk; i++) {
+    /* UpdateMomentsVec over up to 16 vectors of this chunk */
+    const float *xc = x + i * LN_CHUNK * LN_LANES;
+    const int64_t m0 = nvec - i * LN_CHUNK < LN_CHUNK ? nvec - i * LN_CHUNK : LN_CHUNK;
+    float m1[LN_LANES] = {0}, m2[LN_LANES] = {0};
+    for (int64_t j = 0; j < m0; j++) {
+      const float c = 1.0f / (float)(j + 1);
+      for (int l = 0; l < LN_LANES; l++) {
+        const float xv = xc[j * LN_LANES + l], delta = xv - m1[l];
+        m1[l] = fmaf(delta, c, m1[l]);
+        m2[l] = fmaf(delta, xv - m1[l], m2[l]);
+      }
+    }
+    moments_add_vec(m0, m1, m2, &stk[0]);
+    int64_t mask = i + 1;
+    for (int j = 1; j < depth && (mask & 1) == 0; j++) {
+      moments_add_vec(stk[j - 1].n, stk[j - 1].m1, stk[j - 1].m2, &stk[j]);
+      memset(&stk[j - 1], 0, sizeof stk[j - 1]);
+      mask >>= 1;
+    }
+  }
+  for (int j = 1; j < depth; j++) moments_add_vec(stk[j].n, stk[j].m1, stk[j].m2, &stk[0]);
+  /* scalar Welford over the tail, then the 8 lanes folded in (AddMoments) */
+  int64_t n = 0;
+  float m1 = 0, m2 = 0;
+  for (int64_t i = nvec * LN_LANES; i < N; i++) {
+    const float delta = x[i] - m1;
+    n++;
+    m1 += delta / (float)n;
+    m2 = fmaf(delta, x[i] - m1, m2);
+  }
+  const int64_t n_add = nvec;   /* nvec·LN_LANES values spread over LN_LANES lanes */
+  for (int l = 0; l < LN_LANES; l++) {
+    const int64_t nn = n + n_add;
+    const float c = nn == 0 ? 0.0f : (float)n_add / (float)nn;
+    const float delta = stk[0].m1[l] - m1;
+    m1 = fmaf(c, delta, m1);
+    m2 = m2 + fmaf(delta * delta * c, (float)n, stk[0].m2[l]);
+    n = nn;
+  }
+  *mean = m1;
+  *var = m2 / (float)N;
+}
+
 void cpu_layer_norm(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
                     const BkTensor *b, float eps) {
   const int64_t D = bk_cols(x), R = bk_rows(x);
@@ -115,19 +192,19 @@ void cpu_layer_norm(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTenso
             (long long)bk_numel(w), (long long)bk_numel(b));
     return;
   }
-#pragma omp parallel for schedule(static) if (R * D > 32768)
-  for (int64_t r = 0; r < R; r++) {
-    const int64_t base = r * D;
-    double s = 0, ss = 0;
-    for (int64_t i = 0; i < D; i++) s += ld_f(x, base + i);
-    double mean = s / (double)D;
-    for (int64_t i = 0; i < D; i++) {
-      double d = ld_f(x, base + i) - mean;
-      ss += d * d;
+#pragma omp parallel if (R * D > 32768)
+  {
+    float *xr = malloc(sizeof(float) * (size_t)D);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+      cpu_load_row(x, r, D, xr);
+      float mean, var;
+      rowwise_moments(xr, D, &mean, &var);
+      const float rstd = 1.0f / sqrtf(var + eps), bias = -mean;
+      /* (x + (−mean))·rstd·γ + β, the last multiply-add fused */
+      for (int64_t i = 0; i < D; i++)
+        st_f(y, r * D + i, fmaf((xr[i] + bias) * rstd, ld_f(w, i), ld_f(b, i)));
     }
-    float meanf = (float)mean;
-    float rstd = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
-    for (int64_t i = 0; i < D; i++)
-      st_f(y, base + i, (ld_f(x, base + i) - meanf) * rstd * ld_f(w, i) + ld_f(b, i));
+    free(xr);
   }
 }
