@@ -12,7 +12,8 @@
  *
  * The norms are torch.norm's fp32 2-norm (docs/numerics.md, "Reductions"): ATen's
  * vectorised last-dim kernel with 8-lane vectors (it has no AVX512 variant): lane l
- * accumulates v[l]², v[8+l]², … (square rounded, then added), the lanes are added
+ * accumulates v[l]², v[8+l]², … as fused multiply-adds (GCC contracts acc + x·x in that
+ * build; the squares of the bf16 values met here are exact anyway), the lanes are added
  * left to right, then any tail elements, then sqrtf.  Replaying the 16 golden CFG steps
  * from the golden branch outputs: 0 mismatching elements; fp64 sums 3833 (text_channel's
  * fp32 velocity), a 16-lane order 4685. */
@@ -29,10 +30,10 @@ static float norm_rows(const float *v, int64_t r0, int64_t r1, int64_t C) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t d = 0;
   for (; d + 8 <= n; d += 8)
-    for (int l = 0; l < 8; l++) acc[l] += x[d + l] * x[d + l];
+    for (int l = 0; l < 8; l++) acc[l] = fmaf(x[d + l], x[d + l], acc[l]);
   float s = acc[0];
   for (int l = 1; l < 8; l++) s += acc[l];
-  for (; d < n; d++) s += x[d] * x[d];
+  for (; d < n; d++) s = fmaf(x[d], x[d], s);
   return sqrtf(s);
 }
 
