@@ -98,10 +98,10 @@ static BkBackend *open_backend(const BagelEngineOptions *o, char *name, size_t n
     else g_strlcpy(name, "count", name_size);
     return cb;
   }
-  /* BAGEL_CPU_FAST=1: the fast kernels (kernels/cpu/fast_*.c, bit-identical to the
-   * reference; opt-in until the reference's summation order is final) */
+  /* the fast kernels (kernels/cpu/fast_*.c), bit-identical to the reference;
+   * BAGEL_CPU_FAST=0 runs the plain reference ops instead */
   const char *fast = g_getenv("BAGEL_CPU_FAST");
-  const gboolean use_fast = fast && *fast && strcmp(fast, "0") != 0;
+  const gboolean use_fast = !(fast && !strcmp(fast, "0"));
   BkBackend *be = use_fast ? bk_cpu_fast_new(o->n_threads) : bk_cpu_new(o->n_threads);
   if (!be) {
     g_set_error(error, BAGEL_ERROR, BAGEL_ERROR_BACKEND, "cannot create the CPU backend");

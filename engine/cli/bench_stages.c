@@ -377,7 +377,7 @@ gboolean bench_run_measured(Bench *b, GError **error) {
   fprintf(stderr, "[bench] probe (%d threads): read %.1f GB/s, fp32 %.0f, bf16 %.0f GFLOP/s, "
           "load %.2f\n", b->threads, b->probe.mem_gb_s.median, b->probe.fp32_gflops.median,
           b->probe.bf16_gflops.median, b->probe.load_before[0]);
-  g_setenv("BAGEL_CPU_FAST", "1", TRUE);
+  g_unsetenv("BAGEL_CPU_FAST");   /* measure the fast backend, the default */
   BagelEngine *e = NULL;
   const int R = b->runs;
   b->nruns = R;

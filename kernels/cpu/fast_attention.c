@@ -1,6 +1,8 @@
 /* kernels/cpu/fast_attention.c — blocked exact-order attention (fast_attention.h). */
 #include "fast_attention.h"
 
+#include "cpu_internal.h"   /* cpu_expf: the reference's exp, bit for bit */
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +93,7 @@ typedef struct {
   BkTensor *o;
   int64_t Lq, Lc, Lk, Hq, Hkv, D, group, nch;
   bool causal;
-  float scale;
+  float sf;              /* q and k are pre-scaled by √scale (each product rounded) */
   const float *kt, *vf;
 } Fa;
 
@@ -187,6 +189,26 @@ AVX512 static float row_max(const float *s, int64_t n) {
   return mx;
 }
 
+/* Σ of a softmax row the way the reference does (cpu_sum16 over the whole row of Lk keys,
+ * of which only the first n can be non-zero): Lk < 16: left to right; else lane l adds
+ * x[l], x[16+l], … in order (zeros change nothing), then the lanes fold l+8, l+4, l+2, l+1. */
+AVX512 static float row_sum16(const float *e, int64_t n, int64_t Lk) {
+  if (Lk < 16) {
+    float s = n ? e[0] : 0.0f;
+    for (int64_t i = 1; i < n; i++) s += e[i];
+    return s;
+  }
+  __m512 acc = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(e + j));
+  if (j < n) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps((__mmask16)((1u << (n - j)) - 1), e + j));
+  float a[16];
+  _mm512_storeu_ps(a, acc);
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) a[l] += a[l + w];
+  return a[0];
+}
+
 /* One task: KV head hk, queries [i0, i0+qb), every head of the group. */
 AVX512 static void run_task(const Fa *a, int64_t hk, int64_t i0, int64_t qb, float *s, float *pt) {
   const int64_t D = a->D, Lk = a->Lk;
@@ -199,28 +221,30 @@ AVX512 static void run_task(const Fa *a, int64_t hk, int64_t i0, int64_t qb, flo
     row_h[r] = hk * a->group + r % a->group;
     vis[r] = a->causal ? a->Lc + row_i[r] + 1 : Lk;
     if (vis[r] > nk) nk = vis[r];
-    for (int64_t d = 0; d < D; d++) qf[r * D + d] = ld(a->q, (row_i[r] * a->Hq + row_h[r]) * D + d);
+    for (int64_t d = 0; d < D; d++)
+      qf[r * D + d] = ld(a->q, (row_i[r] * a->Hq + row_h[r]) * D + d) * a->sf;
   }
   const int64_t nch = (nk + 15) / 16, lds = nch * 16;
+  /* scores of the pre-scaled q and k: ·1 leaves them as they are */
   for (int64_t c = 0; c < nch; c++)
-    scores_chunk_r(R, D, qf, a->kt + (hk * a->nch + c) * D * 16, s + c * 16, lds, a->scale);
-  /* softmax numerators, transposed: pt[j][r] (0 for keys row r does not see) */
+    scores_chunk_r(R, D, qf, a->kt + (hk * a->nch + c) * D * 16, s + c * 16, lds, 1.0f);
+  /* P, normalised, transposed: pt[j][r] (0 for keys row r does not see) */
+  float ones[FA_ROWS];
   for (int r = 0; r < FA_ROWS; r++) {
+    ones[r] = 1.0f;
     if (r >= R) {
       for (int64_t j = 0; j < nk; j++) pt[j * 16 + r] = 0.0f;
       continue;
     }
-    const float *sr = s + r * lds;
+    float *sr = s + r * lds;
     const float mx = row_max(sr, vis[r]);
-    for (int64_t j = 0; j < vis[r]; j++) pt[j * 16 + r] = expf(sr[j] - mx);
+    for (int64_t j = 0; j < vis[r]; j++) sr[j] = cpu_expf(sr[j] - mx);
+    const float inv = 1.0f / row_sum16(sr, vis[r], Lk);
+    for (int64_t j = 0; j < vis[r]; j++) pt[j * 16 + r] = sr[j] * inv;
     for (int64_t j = vis[r]; j < nk; j++) pt[j * 16 + r] = 0.0f;
   }
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t j = 0; j < nk; j++) sum = _mm512_add_ps(sum, _mm512_load_ps(pt + j * 16));
-  float sums[16], inv[FA_ROWS];
-  _mm512_storeu_ps(sums, sum);
-  for (int r = 0; r < R; r++) inv[r] = 1.0f / sums[r];
-  for (int r = 0; r < R; r += 2) pv_rows(a, hk, r, R - r < 2 ? 1 : 2, pt, nk, inv, row_i, row_h);
+  /* o = Σ_j p_j·v_j (·1) */
+  for (int r = 0; r < R; r += 2) pv_rows(a, hk, r, R - r < 2 ? 1 : 2, pt, nk, ones, row_i, row_h);
 }
 #endif /* FA_X86 */
 
@@ -228,13 +252,13 @@ bool fa_attention(FaWork *w, FaOrder order, BkTensor *o, const BkTensor *q, cons
                   const BkTensor *vc, const BkTensor *kn, const BkTensor *vn, BkCausal causal,
                   float scale) {
 #ifdef FA_X86
-  if (order != FA_ORDER_EXPF_SEQ || !fa_supported()) return false;
+  if (order != FA_ORDER_SDPA || !fa_supported()) return false;
   const BkTensor *ts[] = {o, q, kc, vc, kn, vn};
   for (size_t i = 0; i < 6; i++)
     if (ts[i] && ts[i]->dt != BK_F32 && ts[i]->dt != BK_BF16) return false;
   Fa a = {.q = q, .kc = kc, .vc = vc, .kn = kn, .vn = vn, .o = o, .Lq = q->ne[0],
           .Lc = kc ? kc->ne[0] : 0, .Hq = q->ne[1], .Hkv = kn->ne[1], .D = q->ne[2],
-          .causal = causal == BK_CAUSAL_BOTTOM_RIGHT, .scale = scale};
+          .causal = causal == BK_CAUSAL_BOTTOM_RIGHT, .sf = (float)sqrt((double)scale)};
   a.Lk = a.Lc + a.Lq;
   a.group = a.Hq / a.Hkv;
   a.nch = (a.Lk + 15) / 16;
@@ -261,7 +285,7 @@ bool fa_attention(FaWork *w, FaOrder order, BkTensor *o, const BkTensor *q, cons
       for (int64_t d = 0; d < a.D; d++)
         for (int jj = 0; jj < 16; jj++) {
           const int64_t j = c * 16 + jj;
-          dst[d * 16 + jj] = j < a.Lk ? key_at(&a, kc, kn, j, hk, d) : 0.0f;
+          dst[d * 16 + jj] = j < a.Lk ? key_at(&a, kc, kn, j, hk, d) * a.sf : 0.0f;
         }
       for (int jj = 0; jj < 16; jj++) {
         const int64_t j = c * 16 + jj;

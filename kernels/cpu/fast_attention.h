@@ -20,9 +20,12 @@
 #include "ops.h"
 
 typedef enum {
-  /* main's reference (before the math-SDPA recipe): s = (q·k)·scale, e = expf(s − max)
-   * (the C library's expf), Σ sequential, o = (Σ_j e_j·v_j)·(1/Σ) */
-  FA_ORDER_EXPF_SEQ = 0,
+  /* torch's math SDPA, the reference since the parity work (cpu_attention.c,
+   * docs/numerics.md): q' = q·√scale, k' = k·√scale; s = Σ_d q'·k' in order;
+   * e = SLEEF's expf(s − max) (cpu_expf); Σ = 16-lane sum over the whole row of keys;
+   * p = e·(1/Σ) before the weighted sum; o = Σ_j p_j·v_j in order.  What a new order
+   * would change is confined to run_task's per-row code. */
+  FA_ORDER_SDPA = 0,
 } FaOrder;
 
 typedef struct FaWork FaWork;

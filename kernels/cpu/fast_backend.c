@@ -17,8 +17,8 @@
 #include "fast_attention.h"
 #include "fast_gemm.h"
 
-#define FAST_LINEAR_ORDER FG_ORDER_SEQ          /* cpu_linear.c: k = 0 … K−1 */
-#define FAST_ATTENTION_ORDER FA_ORDER_EXPF_SEQ  /* cpu_attention.c */
+#define FAST_LINEAR_ORDER FG_ORDER_PAIRS     /* cpu_linear.c: pairs, the odd term first */
+#define FAST_ATTENTION_ORDER FA_ORDER_SDPA   /* cpu_attention.c: torch's math SDPA */
 
 typedef struct {
   BkOps ops;               /* first: be->ops points here */
