@@ -39,7 +39,6 @@ typedef struct Bench {
   Fig figs[MAX_FIGS];
   int nfigs;
   ProbeResult probe;
-  gboolean have_probe;
   JsonBuilder *peers;        /* peer name -> figures */
   char peer_name[256];
   double peer_prefill[MAX_RUNS], peer_decode[MAX_RUNS];

@@ -372,7 +372,6 @@ static void denoise_figures(Bench *b, const char *pre) {
 
 gboolean bench_run_measured(Bench *b, GError **error) {
   probe_run(&b->probe, b->threads, 5, 0);
-  b->have_probe = TRUE;
   if (b->threads <= 0) b->threads = b->probe.threads;
   fprintf(stderr, "[bench] probe (%d threads): read %.1f GB/s, fp32 %.0f, bf16 %.0f GFLOP/s, "
           "load %.2f\n", b->threads, b->probe.mem_gb_s.median, b->probe.fp32_gflops.median,
@@ -479,9 +478,22 @@ fail:
 
 /* ---- the counting pass: FLOPs/bytes per stage (and the projection) -------------------- */
 
+/* "bagel-mkckpt --config NAME (DIR)" when the LLM geometry is a preset's, else DIR. */
+static char *checkpoint_label(const BagelEngine *e, const char *dir) {
+  static const char *presets[] = {"tiny", "medium", "7b"};
+  for (size_t i = 0; i < G_N_ELEMENTS(presets); i++) {
+    ModelConfig m;
+    if (model_config_preset(presets[i], &m) &&
+        !memcmp(&m.llm, &e->model->ck->cfg.llm, sizeof m.llm))
+      return g_strdup_printf("bagel-mkckpt --config %s (%s)", presets[i], dir);
+  }
+  return g_strdup(dir);
+}
+
 gboolean bench_run_count(Bench *b, GError **error) {
   BagelEngine *e = open_engine(b, TRUE, error);
   if (!e) return FALSE;
+  b->ckpt_label = checkpoint_label(e, b->model);
   b->counting = TRUE;
   b->acc = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   bk_count_set_hook(e->be, on_count, b);

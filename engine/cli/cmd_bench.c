@@ -209,19 +209,6 @@ static char *run_git(const char *args) {
   return out;
 }
 
-static const char *checkpoint_label(const BagelEngine *e, char *buf, size_t n, const char *dir) {
-  static const char *presets[] = {"tiny", "medium", "7b"};
-  for (size_t i = 0; i < G_N_ELEMENTS(presets); i++) {
-    ModelConfig m;
-    if (model_config_preset(presets[i], &m) && !memcmp(&m.llm, &e->model->ck->cfg.llm, sizeof m.llm)) {
-      g_snprintf(buf, n, "bagel-mkckpt --config %s (%s)", presets[i], dir);
-      return buf;
-    }
-  }
-  g_snprintf(buf, n, "%s", dir);
-  return buf;
-}
-
 static void add_figure(JsonBuilder *jb, const Fig *f) {
   json_builder_set_member_name(jb, f->name);
   json_builder_begin_object(jb);
@@ -456,18 +443,8 @@ int cmd_bench(int argc, char **argv) {
   if (!bench_run_count(b, &error)) goto out;
   if (count) projected_figures(b, notes);
   else measured_utils(b);
-  {
-    BagelEngineOptions o;
-    bagel_engine_options_init(&o);
-    o.backend = BAGEL_BACKEND_COUNT;
-    BagelEngine *e = bagel_engine_open(b->model, &o, &error);
-    if (!e) goto out;
-    char label[512];
-    checkpoint_label(e, label, sizeof label, b->model);
-    bagel_engine_free(e);
-    print_summary(b, notes);
-    if (!write_results(b, label, notes, &error)) goto out;
-  }
+  print_summary(b, notes);
+  if (!write_results(b, b->ckpt_label, notes, &error)) goto out;
   rc = 0;
 out:
   if (rc) cli_fail("bench", error);
@@ -481,6 +458,7 @@ out:
   g_free(b->stages);
   g_free(b->out);
   g_free(b->peer_cmd);
+  g_free(b->ckpt_label);
   g_free(b);
   return rc;
 }

@@ -431,14 +431,8 @@ static void run_task(const Plan *pl, int64_t nb, int64_t m0, int64_t m1, void *p
     const float *t = tile + (m - m0) * ldc;
     for (int64_t n = 0; n < ncols; n++) {
       float v = t[n] + (pl->bias ? pl->bias[nb + n] : 0.0f);
-      if (g->y_bf16) {
-        union { float f; uint32_t u; } b = { v };
-        uint16_t h = (b.u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((b.u >> 16) | 0x40)
-                                                      : (uint16_t)((b.u + 0x7fffu + ((b.u >> 16) & 1u)) >> 16);
-        ((uint16_t *)g->y)[m * g->ldy + nb + n] = h;
-      } else {
-        ((float *)g->y)[m * g->ldy + nb + n] = v;
-      }
+      if (g->y_bf16) ((uint16_t *)g->y)[m * g->ldy + nb + n] = bk_f32_to_bf16(v);
+      else ((float *)g->y)[m * g->ldy + nb + n] = v;
     }
   }
 }
