@@ -35,6 +35,7 @@ typedef struct Bench {
   int threads, runs, size, steps, prompt_tokens, decode_tokens, image_size;
   gboolean mlock, und_only, peer_after;
   char gemm_kernel[16];      /* the fast backend's GEMM kernel (report) */
+  char *commit, *dirty;      /* git HEAD and `status --porcelain` at start */
   /* results */
   Fig figs[MAX_FIGS];
   int nfigs;

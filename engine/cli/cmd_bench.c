@@ -242,7 +242,7 @@ static void add_probe_figure(JsonBuilder *jb, const char *name, const ProbeFigur
 static gboolean write_results(Bench *b, const char *label, GPtrArray *notes, GError **error) {
   JsonBuilder *jb = json_builder_new();
   json_builder_begin_object(jb);
-  char *sha = run_git("rev-parse HEAD"), *dirty = run_git("status --porcelain --untracked-files=no");
+  const char *sha = b->commit, *dirty = b->dirty;
   GDateTime *now = g_date_time_new_now_utc();
   char *date = g_date_time_format_iso8601(now);
   const gboolean measured = !b->dev;
@@ -343,8 +343,6 @@ static gboolean write_results(Bench *b, const char *label, GPtrArray *notes, GEr
   json_node_unref(root);
   g_object_unref(gen);
   g_object_unref(jb);
-  g_free(sha);
-  g_free(dirty);
   g_free(date);
   g_date_time_unref(now);
   return ok;
@@ -381,6 +379,9 @@ int cmd_bench(int argc, char **argv) {
     g_free(args);   /* exec failed: go on with the default policy */
   }
   Bench *b = g_new0(Bench, 1);
+  /* the source the figures belong to: taken now, before the (long) runs */
+  b->commit = run_git("rev-parse HEAD");
+  b->dirty = run_git("status --porcelain --untracked-files=no");
   b->runs = 3;
   b->steps = 50;
   b->prompt_tokens = 512;
@@ -459,6 +460,8 @@ out:
   g_free(b->out);
   g_free(b->peer_cmd);
   g_free(b->ckpt_label);
+  g_free(b->commit);
+  g_free(b->dirty);
   g_free(b);
   return rc;
 }
