@@ -147,6 +147,14 @@ typedef struct {
 
 void bagel_engine_options_init(BagelEngineOptions *o);
 
+/* Process start-up, before anything else in main(): OpenMP worker threads that spin at
+ * a barrier take the core from the thread they wait for when the machine is shared
+ * (measured: decode 2.5x slower on two busy vCPUs).  libgomp reads OMP_WAIT_POLICY when
+ * it is loaded, so if the caller has not chosen a policy this sets "passive" and
+ * re-executes the program with the same arguments (argv as main received it).  Returns
+ * only when no re-execution happened (a policy was set, or exec failed). */
+void bagel_prefer_passive_threads(char **argv);
+
 BagelEngine *bagel_engine_open(const char *model_dir, const BagelEngineOptions *opts,
                                GError **error);
 void bagel_engine_free(BagelEngine *engine);

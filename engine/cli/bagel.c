@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bagel-config.h"
+#include "bagel.h"
 
 /* One line per subcommand; the table ends with a NULL name. */
 static const CliCommand commands[] = {
@@ -31,6 +32,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  bagel_prefer_passive_threads(argv);
   setlocale(LC_ALL, "");
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
       !strcmp(argv[1], "help")) {

@@ -367,17 +367,7 @@ static void print_summary(const Bench *b, GPtrArray *notes) {
 }
 
 int cmd_bench(int argc, char **argv) {
-  /* OpenMP threads that spin at barriers take the core from the thread they wait for
-   * when the machine is shared (measured: decode 2.5x slower); libgomp reads its policy
-   * at start-up, so set it and start again, unless the caller chose one */
-  if (!g_getenv("OMP_WAIT_POLICY")) {
-    g_setenv("OMP_WAIT_POLICY", "passive", TRUE);
-    char **args = g_new0(char *, argc + 2);
-    args[0] = (char *)"bagel";
-    for (int i = 0; i < argc; i++) args[i + 1] = argv[i];
-    execv("/proc/self/exe", args);
-    g_free(args);   /* exec failed: go on with the default policy */
-  }
+  /* passive OpenMP waiting: bagel's main (bagel_prefer_passive_threads) */
   Bench *b = g_new0(Bench, 1);
   /* the source the figures belong to: taken now, before the (long) runs */
   b->commit = run_git("rev-parse HEAD");

@@ -78,6 +78,7 @@ static gboolean resolve_config(BagelServerConfig *cfg, char *backend, int *idle,
 }
 
 int main(int argc, char **argv) {
+  bagel_prefer_passive_threads(argv);
   setlocale(LC_ALL, "");
   signal(SIGPIPE, SIG_IGN);  /* a vanished client is an error return, not a death */
   char *model = NULL, *backend = NULL;
