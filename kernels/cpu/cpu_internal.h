@@ -58,6 +58,61 @@ static inline bool is_float_dt(BkDType dt) {
   return dt == BK_F32 || dt == BK_BF16 || dt == BK_F16;
 }
 
+/* ---- torch's CPU arithmetic, reproduced (docs/numerics.md) ---------------------------
+ * The golden files come from torch 2.6 on an x86 CPU with AVX512: its vectorised
+ * kernels use SLEEF's transcendental functions and fixed lane orders for reductions.
+ * These helpers reproduce the ones the model's ops hit, bit for bit. */
+
+/* SLEEF's expf_u10 (Sleef_expf16_u10 / Sleef_expf8_u10, what Vectorized<float>::exp()
+ * calls), reimplemented: q = rint(x·log2 e); s = x − q·ln2 in two fused steps (hi, lo
+ * parts of ln2); degree-6 polynomial in Horner form with fused multiply-adds;
+ * u = 1 + (s²·P(s) + s); result u·2^⌊q/2⌋·2^(q−⌊q/2⌋); 0 below −104, +∞ above 100.
+ * Checked bit-exact against libsleef's AVX512 and AVX2 builds on every float with
+ * |x| ≤ 110 (2.2e9 values); glibc's expf differs from it on 0.8 % of them (1 ulp). */
+static inline float cpu_pow2i(int q) {
+  union { uint32_t u; float f; } v = { (uint32_t)(q + 0x7f) << 23 };
+  return v.f;
+}
+static inline float cpu_expf(float x) {
+  if (isnan(x)) return x;
+  if (x < -104.0f) return 0.0f;
+  if (x > 100.0f) return INFINITY;
+  const int q = (int)rintf(x * 1.442695040888963407359924681001892137426645954152985934135449406931f);
+  const float qf = (float)q;
+  float s = fmaf(qf, -0.693145751953125f, x);
+  s = fmaf(qf, -1.428606765330187045e-06f, s);
+  float u = 0.000198527617612853646278381f;
+  u = fmaf(u, s, 0.00139304355252534151077271f);
+  u = fmaf(u, s, 0.00833336077630519866943359f);
+  u = fmaf(u, s, 0.0416664853692054748535156f);
+  u = fmaf(u, s, 0.166666671633720397949219f);
+  u = fmaf(u, s, 0.5f);
+  u = 1.0f + fmaf(s * s, u, s);
+  return u * cpu_pow2i(q >> 1) * cpu_pow2i(q - (q >> 1));
+}
+
+/* Σ x[0..n) the way torch's vec::reduce_all sums a row with 16-lane vectors (AVX512
+ * softmax): n < 16: plain left-to-right sum; else lane l accumulates x[l], x[16+l], …
+ * (the partial last vector adds into lanes 0 …), then the lanes are folded pairwise
+ * (l with l+8, then l+4, l+2, l+1). */
+static inline float cpu_sum16(const float *x, int64_t n) {
+  if (n < 16) {
+    float s = n ? x[0] : 0.0f;
+    for (int64_t i = 1; i < n; i++) s += x[i];
+    return s;
+  }
+  float acc[16];
+  for (int l = 0; l < 16; l++) acc[l] = x[l];
+  for (int64_t i = 16; i < n; i++) acc[i % 16] += x[i];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+/* Σ v[0..n) in the order of ATen's cascade sum of a contiguous fp32 row with 8-lane
+ * vectors (torch.sum / mean over the last dim; cpu_norm.c). */
+float cpu_sum8_cascade(const float *v, int64_t n);
+
 /* Copy n elements of row r of t into dst as fp32. */
 void cpu_load_row(const BkTensor *t, int64_t r, int64_t n, float *dst);
 

@@ -21,10 +21,12 @@
  *  - everything else (fp32 q/k/v: the VAE mid-block's single 512-wide head over up to
  *    16 384 positions; bf16 with D > 128): attention_f32.cu, fp32 SIMT.
  *
- * Numerics against the reference (kernels/cpu/cpu_attention.c, a two-pass softmax in
- * fp32): scores are fp32 dots of the bf16 values scaled by `scale`; p = e^(s − m) with
- * the accurate expf; the row sum l adds the fp32 p; P·V sees p to ~2^-17 (the split
- * above); the output is o = acc·(1/l).
+ * Numerics against the reference (kernels/cpu/cpu_attention.c: torch's math SDPA, a
+ * two-pass softmax in fp32 with P normalised before P·V): scores are fp32 dots of the
+ * bf16 values scaled by `scale`; p = e^(s − m) with SLEEF's exp (expf_torch, as the
+ * reference); the row sum l adds the fp32 p; P·V sees p to ~2^-16 (the split above);
+ * o = acc·(1/l) at the end.  Tensor cores sum in their own order, so the GPU cannot be
+ * bit-identical to the reference here; tests/ops bounds the difference.
  *
  * Masking: keys past the causal limit of a row, or past the block's key range, score
  * −inf; a row that has seen no key yet keeps m = −inf and uses 0 as its reference (no
@@ -120,12 +122,12 @@ __global__ void __launch_bounds__(FA_THREADS) flash_attn_bf16(void *o, int odt, 
       mx[h] = fmaxf(mx[h], __shfl_xor_sync(FULL_MASK, mx[h], 1));
       mx[h] = fmaxf(mx[h], __shfl_xor_sync(FULL_MASK, mx[h], 2));
       mref[h] = mx[h] == -INFINITY ? 0.0f : mx[h];
-      corr[h] = expf(m_i[h] - mref[h]);
+      corr[h] = expf_torch(m_i[h] - mref[h]);
       m_i[h] = mx[h];
     }
     for (int nt = 0; nt < NT; nt++)
       for (int i = 0; i < 4; i++) {
-        const float p = expf(s[nt][i] - mref[i >> 1]);
+        const float p = expf_torch(s[nt][i] - mref[i >> 1]);
         s[nt][i] = p;
         rs[i >> 1] += p;
       }
@@ -233,6 +235,7 @@ extern "C" void cuda_attention(BkBackend *be, BkTensor *o, const BkTensor *q, co
   g.group = (int)(Hq / Hkv);
   g.causal = causal == BK_CAUSAL_BOTTOM_RIGHT;
   g.scale = scale;
+  g.sqrt_scale = (float)sqrt((double)scale);
   const bool bf16 = q->dt == BK_BF16 && kn->dt == BK_BF16 && vn->dt == BK_BF16 &&
                     (!kc || (kc->dt == BK_BF16 && vc->dt == BK_BF16));
   g.vec = D % 8 == 0 && aligned16(q) && aligned16(kn) && aligned16(vn) && aligned16(kc) && aligned16(vc);

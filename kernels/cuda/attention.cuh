@@ -17,6 +17,7 @@ struct AttnGeo {
   int causal;         /* BK_CAUSAL_BOTTOM_RIGHT: query i sees keys 0 .. Lc + i */
   int vec;            /* rows are 16-byte aligned runs of D % 8 == 0 bf16 values */
   float scale;
+  float sqrt_scale;   /* (float)sqrt((double)scale): the SIMT kernel scales q and k by it */
 };
 
 /* Keys a block of rows [r0, r0 + rows) needs: all, or up to the causal limit of its last

@@ -10,8 +10,9 @@
  * Structure: 128 threads own 16 packed query rows (8 threads per row); K/V stream
  * through shared memory in tiles of 32 keys × 64 dims.  Q stays in shared memory
  * ([16][D padded to 64·NCH], 32 KiB at D = 512); each thread computes the scores of 4
- * keys of its row (keys sub, sub+8, sub+16, sub+24), summing d = 0 … D−1 in order like
- * the reference, so the scores agree with it to the bit under the emulation.  The online
+ * keys of its row (keys sub, sub+8, sub+16, sub+24), summing d = 0 … D−1 in order, on
+ * q·√scale and k·√scale as the reference (torch's math SDPA) does, so the scores agree
+ * with it to the bit under the emulation.  The online
  * softmax state (m, l) is per row (the 8 threads agree through shuffles), the output
  * accumulator per thread holds dims sub + 8c of every 64-chunk (NCH·8 registers), and
  * P·V reads p back from shared memory.  Softmax and output are fp32; only the online
@@ -39,6 +40,7 @@ __global__ void __launch_bounds__(AF_THREADS) flash_attn_f32(void *o, int odt, c
                                                              const void *vc, const void *kn, const void *vn, int dt,
                                                              AttnGeo g) {
   constexpr int DPAD = NCH * 64, PLD = AF_BK + 1;
+  const float sf = g.sqrt_scale;
   DYN_SHARED(float, sm);
   float *Qs = sm, *Ks = Qs + AF_BQ * DPAD, *Vs = Ks + AF_BK * 65, *Ps = Vs + AF_BK * 64;
   const int tid = threadIdx.x, qr = tid >> 3, sub = tid & 7;
@@ -50,7 +52,7 @@ __global__ void __launch_bounds__(AF_THREADS) flash_attn_f32(void *o, int odt, c
     const int64_t pr = r0 + r;
     float v = 0.0f;
     if (pr < M && d < g.D)
-      v = ld_any(q, dt, ((pr / g.group) * g.Hq + (int64_t)hk * g.group + pr % g.group) * g.D + d);
+      v = __fmul_rn(ld_any(q, dt, ((pr / g.group) * g.Hq + (int64_t)hk * g.group + pr % g.group) * g.D + d), sf);
     Qs[idx] = v;
   }
   const int64_t pr = r0 + qr;
@@ -67,7 +69,7 @@ __global__ void __launch_bounds__(AF_THREADS) flash_attn_f32(void *o, int odt, c
       __syncthreads();
       for (int idx = tid; idx < AF_BK * 64; idx += AF_THREADS) {
         const int kr = idx >> 6, d = idx & 63, j = kt + kr, dd = ch * 64 + d;
-        Ks[kr * 65 + d] = j < kv_end && dd < g.D ? af_kv(kc, kn, dt, g, hk, j, dd) : 0.0f;
+        Ks[kr * 65 + d] = j < kv_end && dd < g.D ? __fmul_rn(af_kv(kc, kn, dt, g, hk, j, dd), sf) : 0.0f;
       }
       __syncthreads();
       for (int d = 0; d < 64; d++) {
@@ -77,15 +79,15 @@ __global__ void __launch_bounds__(AF_THREADS) flash_attn_f32(void *o, int odt, c
     }
     float mx = m;
     for (int jj = 0; jj < 4; jj++) {
-      s[jj] = attn_visible(g, qi, kt + sub + 8 * jj, kv_end) ? s[jj] * g.scale : -INFINITY;
+      s[jj] = attn_visible(g, qi, kt + sub + 8 * jj, kv_end) ? s[jj] : -INFINITY;
       mx = fmaxf(mx, s[jj]);
     }
     for (int off = 1; off < 8; off <<= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, off));
-    const float mref = mx == -INFINITY ? 0.0f : mx, corr = expf(m - mref);
+    const float mref = mx == -INFINITY ? 0.0f : mx, corr = expf_torch(m - mref);
     m = mx;
     float ps = 0.0f;
     for (int jj = 0; jj < 4; jj++) {
-      const float p = expf(s[jj] - mref);
+      const float p = expf_torch(s[jj] - mref);
       Ps[qr * PLD + sub + 8 * jj] = p;
       ps += p;
     }

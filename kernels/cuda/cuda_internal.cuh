@@ -117,6 +117,31 @@ __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(_
 
 static inline bool cuda_float_dt(BkDType dt) { return dt == BK_F32 || dt == BK_BF16 || dt == BK_F16; }
 
+/* ---- the reference's arithmetic (docs/numerics.md) ------------------------------------ */
+/* SLEEF's expf_u10, as torch's vectorised CPU kernels (and kernels/cpu's cpu_expf) use
+ * it: q = rint(x·log2 e), s = x − q·ln2 in two fused steps, a degree-6 Horner polynomial
+ * of fused multiply-adds, u = 1 + (s²·P(s) + s), scaled by 2^⌊q/2⌋·2^(q−⌊q/2⌋).  Every
+ * step is one correctly rounded IEEE operation (fmaf, _rn), so the GPU, the emulation and
+ * the CPU reference give the same bits; CUDA's expf would differ by an ulp at times. */
+__device__ __forceinline__ float pow2i_f(int q) { return __uint_as_float((unsigned)(q + 0x7f) << 23); }
+__device__ __forceinline__ float expf_torch(float x) {
+  if (isnan(x)) return x;
+  if (x < -104.0f) return 0.0f;
+  if (x > 100.0f) return INFINITY;
+  const int q = (int)rintf(__fmul_rn(x, 1.442695040888963407359924681001892137426645954152985934135449406931f));
+  const float qf = (float)q;
+  float s = fmaf(qf, -0.693145751953125f, x);
+  s = fmaf(qf, -1.428606765330187045e-06f, s);
+  float u = 0.000198527617612853646278381f;
+  u = fmaf(u, s, 0.00139304355252534151077271f);
+  u = fmaf(u, s, 0.00833336077630519866943359f);
+  u = fmaf(u, s, 0.0416664853692054748535156f);
+  u = fmaf(u, s, 0.166666671633720397949219f);
+  u = fmaf(u, s, 0.5f);
+  u = __fadd_rn(1.0f, fmaf(__fmul_rn(s, s), u, s));
+  return __fmul_rn(__fmul_rn(u, pow2i_f(q >> 1)), pow2i_f(q - (q >> 1)));
+}
+
 /* Warp sums (butterfly: every lane gets the total). */
 __device__ __forceinline__ double warp_sum_d(double v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);

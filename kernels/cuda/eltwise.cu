@@ -9,8 +9,11 @@
  *   add:        y = round(a + b)
  *   scale_shift y = round(x·s + t)            (fp32)
  *   silu_mul:   y = round(round_g(silu(g)) · u), silu(g) = g / (1 + e^-g)
- *   gelu_tanh:  y = round(0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))))
- * expf/tanhf are the accurate CUDA functions (≤ 2 ulp), never the __expf intrinsics. */
+ *   gelu_tanh:  y = round(0.5·x·(1 + tanh(√(2/π)·fma(0.044715, x·x·x, x))))
+ * as torch's vectorised CPU kernels compute them (docs/numerics.md): e^x is SLEEF's
+ * (expf_torch, bit-identical to the reference), the GELU's multiply-add is fused, tanh
+ * saturates to ±1 above 8.664339742 as SLEEF's does; tanhf itself is CUDA's (≤ 2 ulp
+ * from glibc's on a GPU, identical under the emulation). */
 #include "cuda_internal.cuh"
 
 #define ELT_THREADS 256
@@ -41,7 +44,7 @@ __global__ void scale_shift_kernel(void *y, int ydt, const void *x, int xdt, flo
 __global__ void silu_mul_kernel(void *y, int ydt, const void *g, int gdt, const void *u, int udt, int64_t n) {
   GRID_STRIDE(i, n) {
     float gv = ld_any(g, gdt, i);
-    float a = __fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)));
+    float a = __fdiv_rn(gv, __fadd_rn(1.0f, expf_torch(-gv)));
     /* act_fn(gate) is stored in the gate's dtype, then multiplied by up */
     if (u) a = __fmul_rn(round_to(gdt, a), ld_any(u, udt, i));
     st_any(y, ydt, i, a);
@@ -53,8 +56,9 @@ __global__ void gelu_tanh_kernel(void *y, int ydt, const void *x, int xdt, int64
   const float kappa = 0.044715f;
   GRID_STRIDE(i, n) {
     float v = ld_any(x, xdt, i);
-    float inner = __fmul_rn(beta, __fadd_rn(v, __fmul_rn(__fmul_rn(__fmul_rn(kappa, v), v), v)));
-    st_any(y, ydt, i, __fmul_rn(__fmul_rn(0.5f, v), __fadd_rn(1.0f, tanhf(inner))));
+    float inner = __fmul_rn(beta, fmaf(kappa, __fmul_rn(__fmul_rn(v, v), v), v));
+    float th = fabsf(inner) > 8.664339742f ? copysignf(1.0f, inner) : tanhf(inner);
+    st_any(y, ydt, i, __fmul_rn(__fmul_rn(0.5f, v), __fadd_rn(1.0f, th)));
   }
 }
 

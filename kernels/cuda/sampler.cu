@@ -10,12 +10,17 @@
  *     v = u_i + s_i·(a' − u_i) in fp32 when s_i > 1, else a'.
  *   Euler: x ← x − v·Δ, the product rounded to bf16 first when v is bf16.
  *
- * One block of 1024 threads does everything (N ≤ 4096 tokens of 64 values at 1024²:
- * 256 K elements, a few microseconds; a second launch would cost more).  The global
- * norms are a block reduction, per-token norms one warp per token; all sums of squares
- * are in double, like the reference, then sqrt in double and one rounding to fp32, so
- * the order of the sums does not show.  a and b are recomputed where needed instead of
- * stored: the recomputation is exact. */
+ * The norms are torch.norm's fp32 2-norm in its exact order (the reference's
+ * norm_rows, docs/numerics.md): lane l of 8 accumulates v[l]², v[8+l]², … with fused
+ * multiply-adds, the lanes are added left to right, then the tail, then sqrtf.  That
+ * order matters here: text_channel's velocity is fp32 and takes the ratio's every bit.
+ *
+ * One block of 1024 threads does everything (N ≤ 4096 tokens of 64 values at 1024²).
+ * Per-token norms: one warp per token, 8 lanes running the 8 chains of 8 values.  The
+ * global norm is 8 sequential chains over all N·64 values (32 K fused multiply-adds
+ * each at 1024², tens of microseconds once per step), run by 8 lanes of warp 0 while
+ * the block waits — the price of the reference's bits.  a and b are recomputed where
+ * needed instead of stored: the recomputation is exact. */
 #include "cuda_internal.cuh"
 
 #define CFG_THREADS 1024
@@ -50,7 +55,6 @@ __device__ __forceinline__ void euler(float *x, float *v_out, int64_t i, float v
 
 __global__ void __launch_bounds__(CFG_THREADS) cfg_euler_kernel(float *x, const void *c, const void *ut, const void *ui,
                                                                 float *v_out, int64_t N, int64_t C, CfgArgs p) {
-  SHARED(double, red, [2][CFG_WARPS]);
   SHARED(float, ratio, [1]);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int64_t n = N * C;
@@ -59,27 +63,29 @@ __global__ void __launch_bounds__(CFG_THREADS) cfg_euler_kernel(float *x, const 
     return;
   }
   if (p.renorm == BK_RENORM_GLOBAL) {
-    double sc = 0.0, sb = 0.0;
-    for (int64_t i = tid; i < n; i += CFG_THREADS) {
-      float cv = ld_any(c, p.cdt, i), b = cfg_b(c, ut, ui, p, i);
-      sc += (double)cv * cv;
-      sb += (double)b * b;
-    }
-    sc = warp_sum_d(sc);
-    sb = warp_sum_d(sb);
-    if (lane == 0) {
-      red[0][warp] = sc;
-      red[1][warp] = sb;
-    }
-    __syncthreads();
-    if (tid == 0) {
-      double tc = 0.0, tb = 0.0;
-      for (int w = 0; w < CFG_WARPS; w++) {
-        tc += red[0][w];
-        tb += red[1][w];
+    if (warp == 0) {
+      /* lane l < 8: chain l of ‖c‖ and ‖b‖ */
+      float ac = 0.0f, ab = 0.0f;
+      const int64_t nv = n / 8 * 8;
+      if (lane < 8)
+        for (int64_t d = lane; d < nv; d += 8) {
+          const float cv = ld_any(c, p.cdt, d), b = cfg_b(c, ut, ui, p, d);
+          ac = fmaf(cv, cv, ac);
+          ab = fmaf(b, b, ab);
+        }
+      float sc = __shfl_sync(FULL_MASK, ac, 0), sb = __shfl_sync(FULL_MASK, ab, 0);
+      for (int l = 1; l < 8; l++) {
+        sc = __fadd_rn(sc, __shfl_sync(FULL_MASK, ac, l));
+        sb = __fadd_rn(sb, __shfl_sync(FULL_MASK, ab, l));
       }
-      float nc = (float)sqrt(tc), nb = (float)sqrt(tb);
-      ratio[0] = clampf_(__fdiv_rn(nc, __fadd_rn(nb, 1e-8f)), p.rmin, 1.0f);
+      if (lane == 0) {
+        for (int64_t d = nv; d < n; d++) {
+          const float cv = ld_any(c, p.cdt, d), b = cfg_b(c, ut, ui, p, d);
+          sc = fmaf(cv, cv, sc);
+          sb = fmaf(b, b, sb);
+        }
+        ratio[0] = clampf_(__fdiv_rn(__fsqrt_rn(sc), __fadd_rn(__fsqrt_rn(sb), 1e-8f)), p.rmin, 1.0f);
+      }
     }
     __syncthreads();
     const float r = ratio[0];
@@ -90,17 +96,27 @@ __global__ void __launch_bounds__(CFG_THREADS) cfg_euler_kernel(float *x, const 
   /* per token: one warp per token, C values (64) strided over the lanes */
   const bool text_ch = p.renorm == BK_RENORM_TEXT_CHANNEL;
   for (int64_t t = warp; t < N; t += CFG_WARPS) {
-    double sc = 0.0, sa = 0.0;
-    for (int64_t k = t * C + lane; k < (t + 1) * C; k += 32) {
-      float cv = ld_any(c, p.cdt, k);
-      float a = text_ch ? cfg_a(c, ut, p, k) : cfg_b(c, ut, ui, p, k);
-      sc += (double)cv * cv;
-      sa += (double)a * a;
+    const int64_t t0 = t * C, cv8 = C / 8 * 8;
+    float ac = 0.0f, aa = 0.0f;
+    if (lane < 8)
+      for (int64_t d = lane; d < cv8; d += 8) {
+        const float cv = ld_any(c, p.cdt, t0 + d);
+        const float a = text_ch ? cfg_a(c, ut, p, t0 + d) : cfg_b(c, ut, ui, p, t0 + d);
+        ac = fmaf(cv, cv, ac);
+        aa = fmaf(a, a, aa);
+      }
+    float sc = __shfl_sync(FULL_MASK, ac, 0), sa = __shfl_sync(FULL_MASK, aa, 0);
+    for (int l = 1; l < 8; l++) {
+      sc = __fadd_rn(sc, __shfl_sync(FULL_MASK, ac, l));
+      sa = __fadd_rn(sa, __shfl_sync(FULL_MASK, aa, l));
     }
-    sc = warp_sum_d(sc);
-    sa = warp_sum_d(sa);
-    const float nc = (float)sqrt(sc), na = (float)sqrt(sa);
-    const float r = clampf_(__fdiv_rn(nc, __fadd_rn(na, 1e-8f)), p.rmin, 1.0f);
+    for (int64_t d = cv8; d < C; d++) {  /* the tail, in every lane alike */
+      const float cv = ld_any(c, p.cdt, t0 + d);
+      const float a = text_ch ? cfg_a(c, ut, p, t0 + d) : cfg_b(c, ut, ui, p, t0 + d);
+      sc = fmaf(cv, cv, sc);
+      sa = fmaf(a, a, sa);
+    }
+    const float r = clampf_(__fdiv_rn(__fsqrt_rn(sc), __fadd_rn(__fsqrt_rn(sa), 1e-8f)), p.rmin, 1.0f);
     for (int64_t k = t * C + lane; k < (t + 1) * C; k += 32) {
       float v;
       if (text_ch) {

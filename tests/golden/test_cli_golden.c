@@ -5,11 +5,10 @@
  * tolerances: ids equal; resized images max|d| <= 1, mean <= 0.05; bf16-flow tensors
  * rel L2 <= 1e-2; fp32 VAE tensors <= 1e-4; final image max|d| <= 6, mean <= 1.
  *
- * The denoising trajectory (x_t, velocities, final latent, decoded image) depends on the
- * attention arithmetic parity still being pinned down: its figures are printed and, when
- * over tolerance, the test is marked incomplete (BAGEL_STRICT_TRAJECTORY=1 enforces).
+ * The CPU backend reproduces the official arithmetic bit for bit (docs/numerics.md), so
+ * the whole trajectory is held to the README tolerances like everything else.
  *
- * usage: test_cli_golden BAGEL_EXE TINY_CKPT_DIR TESTS_DATA_DIR */
+ * usage: test_cli_golden BAGEL_EXE TINY_CKPT_DIR TESTS_DATA_DIR [--backend cpu|cuda] */
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -17,7 +16,7 @@
 
 #include "golden_util.h"
 
-static const char *bagel_exe, *ckpt_dir, *data_dir;
+static const char *bagel_exe, *ckpt_dir, *data_dir, *backend = "cpu";
 
 typedef struct {
   const char *mode;      /* golden set name */
@@ -34,7 +33,6 @@ static const Case cases[] = {
   {"edit_think", "edit", TRUE, TRUE, TRUE, TRUE},
 };
 
-static gboolean strict(void) { return g_getenv("BAGEL_STRICT_TRAJECTORY") != NULL; }
 
 static char *golden_prompt(const char *mode) {
   char *name = g_strdup_printf("%s.json", mode);
@@ -71,8 +69,16 @@ static float *dump_floats(StFile *d, const char *name, int64_t *n) {
   return golden_floats(t);
 }
 
-static gboolean check(const char *what, StFile *d, const char *name, const StTensor *ref,
-                      double tol, gboolean trajectory) {
+/* Trajectory checks (x_t, v, final latent, decoded image): on a backend that cannot be
+ * bit-identical to the golden arithmetic (CUDA), CFG amplifies single-ulp differences;
+ * BAGEL_GOLDEN_TRAJECTORY=report (that backend's registration, tests/golden/meson.build)
+ * reports an over-tolerance trajectory and marks the test incomplete.  Everything else
+ * keeps its tolerance. */
+static gboolean traj_report(void) { return !g_strcmp0(g_getenv("BAGEL_GOLDEN_TRAJECTORY"), "report"); }
+static gboolean traj_over;
+
+static void check_t(const char *what, StFile *d, const char *name, const StTensor *ref,
+                    double tol, gboolean trajectory) {
   int64_t n;
   float *ours = dump_floats(d, name, &n);
   g_assert_cmpint(n, ==, st_numel(ref));
@@ -80,11 +86,15 @@ static gboolean check(const char *what, StFile *d, const char *name, const StTen
   g_free(ours);
   g_test_message("%-12s %-20s rel L2 %.3e  max|d| %.3e%s", what, name, df.rel_l2, df.max_abs,
                  df.rel_l2 > tol ? "  OVER" : "");
-  if (df.rel_l2 > tol) {
-    if (trajectory && !strict()) return FALSE;
-    g_error("%s: %s relative L2 %.3e exceeds %.0e", what, name, df.rel_l2, tol);
+  if (!(df.rel_l2 <= tol)) {
+    if (!trajectory || !traj_report())
+      g_error("%s: %s relative L2 %.3e exceeds %.0e", what, name, df.rel_l2, tol);
+    traj_over = TRUE;
   }
-  return TRUE;
+}
+
+static void check(const char *what, StFile *d, const char *name, const StTensor *ref, double tol) {
+  check_t(what, d, name, ref, tol, FALSE);
 }
 
 static void check_ids(const char *what, StFile *d, const char *name, const int32_t *ref,
@@ -111,7 +121,7 @@ static void run_case(gconstpointer data) {
   GPtrArray *argv = g_ptr_array_new();
   g_ptr_array_add(argv, (char *)bagel_exe);
   g_ptr_array_add(argv, (char *)c->cmd);
-  const char *fixed[] = {"--model", ckpt_dir, "--backend", "cpu", "--quiet", "--prompt", prompt,
+  const char *fixed[] = {"--model", ckpt_dir, "--backend", backend, "--quiet", "--prompt", prompt,
                          "--dump", dump, "--vae-transform", "128,64,16", "--vit-transform",
                          "112,56,14", "--out", out};
   for (unsigned i = 0; i < G_N_ELEMENTS(fixed); i++) g_ptr_array_add(argv, (char *)fixed[i]);
@@ -178,7 +188,7 @@ static void run_case(gconstpointer data) {
   const StTensor *vt = golden_find(g, ".vit_transform.resize.out_uint8", 0);
   if (vt) golden_assert_u8("vit_resized", st_find(d, "vit_resized")->data, vt, 1, 0.05);
   const StTensor *vo = golden_find(g, ".mod.vit_model.out", 0);
-  if (vo) check(c->mode, d, "vit_out", vo, 1e-2, FALSE);
+  if (vo) check(c->mode, d, "vit_out", vo, 1e-2);
 
   /* text: the generated ids (golden generate_text.out has the start token first) */
   const StTensor *gt = golden_find(g, ".generate_text.out.out", 0);
@@ -193,29 +203,28 @@ static void run_case(gconstpointer data) {
     for (int x = 0; x < golden_count(g, ".mod.lm_head.out") && x < 7; x++) {
       char name[32];
       g_snprintf(name, sizeof name, "logits.%d", x);
-      check(c->mode, d, name, golden_get(g, ".mod.lm_head.out", x), 1e-2, FALSE);
+      check(c->mode, d, name, golden_get(g, ".mod.lm_head.out", x), 1e-2);
     }
   }
 
   /* VAE encode, noise */
-  gboolean traj_ok = TRUE;
   const StTensor *eps = golden_find(g, ".vae.reg.eps", 0);
   if (eps) {
-    check(c->mode, d, "vae_posterior_eps", eps, 1e-6, FALSE);
-    check(c->mode, d, "vae_moments", golden_get(g, ".vae.reg.moments", 0), 1e-4, FALSE);
-    check(c->mode, d, "vae_latent_in", golden_get(g, ".vae.encode.out.z", 0), 1e-4, FALSE);
+    check(c->mode, d, "vae_posterior_eps", eps, 1e-6);
+    check(c->mode, d, "vae_moments", golden_get(g, ".vae.reg.moments", 0), 1e-4);
+    check(c->mode, d, "vae_latent_in", golden_get(g, ".vae.encode.out.z", 0), 1e-4);
   }
   const StTensor *noi = golden_find(g, ".prepare_vae_latent.out.packed_init_noises", 0);
   if (noi) {
-    check(c->mode, d, "init_noise", noi, 1e-6, FALSE);
+    check(c->mode, d, "init_noise", noi, 1e-6);
     for (int j = 0; j < golden_count(g, "._forward_flow.in.x_t"); j++) {
       char name[32];
       g_snprintf(name, sizeof name, "x_t.%d", j);
-      traj_ok &= check(c->mode, d, name, golden_get(g, "._forward_flow.in.x_t", j), 1e-2, TRUE);
+      check_t(c->mode, d, name, golden_get(g, "._forward_flow.in.x_t", j), 1e-2, TRUE);
       g_snprintf(name, sizeof name, "v.%d", j);
-      traj_ok &= check(c->mode, d, name, golden_get(g, "._forward_flow.out.out", j), 1e-2, TRUE);
+      check_t(c->mode, d, name, golden_get(g, "._forward_flow.out.out", j), 1e-2, TRUE);
     }
-    traj_ok &= check(c->mode, d, "final_latent", golden_get(g, ".generate_image.out.out.0", 0), 1e-2, TRUE);
+    check_t(c->mode, d, "final_latent", golden_get(g, ".generate_image.out.out.0", 0), 1e-2, TRUE);
     const StTensor *img = golden_get(g, ".decode_image.out.image_uint8", 0);
     const StTensor *ours = st_find(d, "image");
     g_assert_nonnull(ours);
@@ -230,8 +239,8 @@ static void run_case(gconstpointer data) {
     double mean = sum / st_numel(img);
     g_test_message("%-12s %-20s max|d| %d  mean|d| %.3f (tol 6 / 1.0)", c->mode, "image", maxd, mean);
     if (maxd > 6 || mean > 1.0) {
-      if (strict()) g_error("%s: final image max %d mean %.3f", c->mode, maxd, mean);
-      traj_ok = FALSE;
+      if (!traj_report()) g_error("%s: final image max %d mean %.3f", c->mode, maxd, mean);
+      traj_over = TRUE;
     }
   }
   st_close(d);
@@ -242,14 +251,17 @@ static void run_case(gconstpointer data) {
   g_unlink(out);
   g_rmdir(tmp);
   g_free(tmp); g_free(dump); g_free(noise); g_free(out); g_free(input); g_free(prompt);
-  if (!traj_ok)
-    g_test_incomplete("denoising trajectory beyond tolerance (attention arithmetic parity pending)");
+  if (traj_over)
+    g_test_incomplete("denoising trajectory beyond tolerance on this backend (reported, "
+                      "BAGEL_GOLDEN_TRAJECTORY=report)");
+  traj_over = FALSE;
 }
 
 int main(int argc, char **argv) {
+  backend = golden_take_backend(&argc, argv);
   g_test_init(&argc, &argv, NULL);
   if (argc != 4) {
-    g_printerr("usage: %s BAGEL_EXE TINY_CKPT_DIR TESTS_DATA_DIR\n", argv[0]);
+    g_printerr("usage: %s BAGEL_EXE TINY_CKPT_DIR TESTS_DATA_DIR [--backend cpu|cuda]\n", argv[0]);
     return 2;
   }
   bagel_exe = argv[1];

@@ -9,9 +9,14 @@
  *   ViT output, connector output, tokens; every layer's output of every context update;
  *   the K/V cache of every layer after every update; logits of every decode step and the
  *   generated ids (which then feed the next step, so a wrong id shows immediately);
- *   every denoising step's x_t, each CFG branch's raw velocity and the combined one.
+ *   every denoising step's x_t, each CFG branch's raw velocity, the combined one and the
+ *   final latent.
+ * Beyond the tolerances, the CPU reference reproduces the golden run's arithmetic
+ * (docs/numerics.md), so every compared tensor must be bit-identical: each comparison
+ * also counts the differing elements and fails on any (BAGEL_GOLDEN_NO_PARITY=1 reports the counts without failing, e.g. on a libm whose
+ * cosf/tanhf round differently from glibc's, or on the CUDA backend: --backend cuda).
  *
- * usage: test_model_golden TINY_CKPT_DIR TESTS_DATA_DIR */
+ * usage: test_model_golden TINY_CKPT_DIR TESTS_DATA_DIR [--backend cpu|cuda] */
 #include <glib.h>
 #include <math.h>
 #include <string.h>
@@ -22,14 +27,56 @@
 #include "sampler.h"
 #include "textgen.h"
 
-static const char *ckpt_dir, *data_dir;
-#define TOL_BF16 1e-2   /* README: tensors in the bf16 flow */
-/* The denoising trajectory under CFG amplifies single 1-ulp differences step after step,
- * so it needs the golden run's exact attention arithmetic, which is still being pinned
- * down.  Until then the steps are measured and reported, and the test is
- * marked incomplete when they exceed the tolerance (BAGEL_STRICT_TRAJECTORY=1 enforces). */
-static gboolean trajectory_lenient(void) { return !g_getenv("BAGEL_STRICT_TRAJECTORY"); }
-static gboolean trajectory_over;
+static const char *ckpt_dir, *data_dir, *backend = "cpu";
+#define TOL_BF16 1e-2   /* README: tensors in the bf16 flow (the trajectory included) */
+
+/* Count the elements of ours that differ from ref (as floats, NaN equal to NaN) and fail
+ * on any unless BAGEL_GOLDEN_NO_PARITY is set. */
+static void assert_parity(const char *what, const float *ours, const float *ref, int64_t n) {
+  int64_t diff = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (ours[i] != ref[i] && !(isnan(ours[i]) && isnan(ref[i]))) diff++;
+  g_test_message("%-28s %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " elements differ", what,
+                 diff, n);
+  if (diff && !g_getenv("BAGEL_GOLDEN_NO_PARITY"))
+    g_error("%s: %" G_GINT64_FORMAT " elements differ from the golden run (bit parity lost; "
+            "see docs/numerics.md)", what, diff);
+}
+
+/* The denoising trajectory (x_t, the branch and combined velocities, the final latent).
+ * A backend that cannot reproduce the golden arithmetic bit for bit (the CUDA backend:
+ * cuBLASLt's and the tensor cores' summation orders) sees CFG amplify single-ulp
+ * differences step after step; with BAGEL_GOLDEN_TRAJECTORY=report (its registration in
+ * tests/golden/meson.build) a trajectory over the tolerance is reported and the test
+ * marked incomplete instead of failed.  Every other check stays as strict as for the
+ * CPU backend. */
+static gboolean traj_over;
+
+static void check_traj(const char *what, const float *ours, const float *ref, int64_t n) {
+  GoldenDiff d = golden_compare_floats(ours, ref, n);
+  g_test_message("%-28s rel L2 %.3e  max|d| %.3e%s", what, d.rel_l2, d.max_abs,
+                 d.rel_l2 <= TOL_BF16 ? "" : "  OVER");
+  if (!(d.rel_l2 <= TOL_BF16)) {
+    if (g_strcmp0(g_getenv("BAGEL_GOLDEN_TRAJECTORY"), "report"))
+      g_error("%s: relative L2 error %.3e exceeds %.0e", what, d.rel_l2, TOL_BF16);
+    traj_over = TRUE;
+  }
+  assert_parity(what, ours, ref, n);
+}
+
+static void check_traj_st(const char *what, const float *ours, const StTensor *ref) {
+  float *r = golden_floats(ref);
+  check_traj(what, ours, r, st_numel(ref));
+  g_free(r);
+}
+
+/* README tolerance, then bit parity. */
+static void check_close(const char *what, const float *ours, const StTensor *ref, double tol) {
+  golden_assert_close(what, ours, ref, tol);
+  float *r = golden_floats(ref);
+  assert_parity(what, ours, r, st_numel(ref));
+  g_free(r);
+}
 
 typedef struct {
   BagelModel *m;
@@ -49,7 +96,7 @@ static Replay *replay_open(const char *mode) {
   /* the special ids come from the tokenizer config in the product; the golden run used
    * the Qwen2.5 ones, recorded in each MODE.json as new_token_ids */
   BagelTokenIds ids = {151644, 151645, 151652, 151653};
-  r->m = bagel_model_load(bk_cpu_new(0), ck, &ids, &err);
+  r->m = bagel_model_load(golden_backend_new(backend), ck, &ids, &err);
   g_assert_no_error(err);
   arena_init(&r->a, r->m->be, 8 << 20);
   r->g = golden_open(data_dir, mode);
@@ -138,7 +185,7 @@ static void check_update(Replay *r, Ctx *c, const char *what) {
     g_assert_nonnull(lo);
     float *ours = entry_floats(e);
     g_snprintf(label, sizeof label, "%s layer%d out", what, l);
-    golden_assert_close(label, ours, lo, TOL_BF16);
+    check_close(label, ours, lo, TOL_BF16);
     g_free(ours);
     /* cache after the update */
     const KvStore *kv = ctx_store(c);
@@ -151,7 +198,7 @@ static void check_update(Replay *r, Ctx *c, const char *what) {
       g_assert_cmpint(st_numel(ref), ==, bk_numel(&rows));
       float *f = to_floats(be, &rows);
       g_snprintf(label, sizeof label, "%s cache %c L%d", what, v ? 'v' : 'k', l);
-      golden_assert_close(label, f, ref, TOL_BF16);
+      check_close(label, f, ref, TOL_BF16);
       g_free(f);
     }
   }
@@ -193,7 +240,7 @@ static void upd_vit(Replay *r, Ctx *c) {
   g_assert_true(vit_encode(r->m->vit, &r->a, chw, H, W, &tokens, r->dump, &err));
   g_assert_no_error(err);
   float *f = entry_floats(dump_find(r->dump, "vit_out"));
-  golden_assert_close("vit_out (post-layernorm)", f, golden_get(r->g, ".mod.vit_model.out", 0), TOL_BF16);
+  check_close("vit_out (post-layernorm)", f, golden_get(r->g, ".mod.vit_model.out", 0), TOL_BF16);
   g_free(f);
   /* tokens = bf16(connector + vit_pos_embed): build the reference from the golden parts */
   const StTensor *conn = golden_get(r->g, ".mod.connector.out", 0);
@@ -205,6 +252,7 @@ static void upd_vit(Replay *r, Ctx *c) {
   GoldenDiff d = golden_compare_floats(f, ref, st_numel(conn));
   g_test_message("%-28s rel L2 %.3e  max|d| %.3e", "vit_tokens", d.rel_l2, d.max_abs);
   g_assert_cmpfloat(d.rel_l2, <=, TOL_BF16);
+  assert_parity("vit_tokens", f, ref, st_numel(conn));
   /* the position table part alone is exact */
   g_free(f);
   g_free(ref);
@@ -271,7 +319,7 @@ static void decode(Replay *r, Ctx *ctx, int decode_call) {
       for (int64_t i = 0; i < V; i++) f[i] = bk_bf16_to_f32(host[i]);
       char label[64];
       g_snprintf(label, sizeof label, "logits step %" G_GINT64_FORMAT, k);
-      golden_assert_close(label, f, gl, TOL_BF16);
+      check_close(label, f, gl, TOL_BF16);
       g_free(f);
     }
   }
@@ -298,11 +346,10 @@ static void denoise(Replay *r, Ctx *cond, Ctx *ut, Ctx *ui, int h, int w, const 
     char name[32], label[64];
     const StTensor *gt = golden_get(r->g, "._forward_flow.in.timestep", j);
     g_assert_cmpfloat((float)golden_value(gt, 0), ==, t[j]);   /* schedule is bit-exact */
-    const double tol = trajectory_lenient() ? 1.0 : TOL_BF16;
     g_snprintf(name, sizeof name, "x_t.%d", j);
     float *f = entry_floats(dump_find(d, name));
     g_snprintf(label, sizeof label, "x_t step %d", j);
-    golden_assert_close(label, f, golden_get(r->g, "._forward_flow.in.x_t", j), tol);
+    check_traj_st(label, f, golden_get(r->g, "._forward_flow.in.x_t", j));
     g_free(f);
     const char *br[] = {"v_cond", "v_text", "v_img"};
     for (int b = 0; b < 3; b++) {
@@ -312,28 +359,22 @@ static void denoise(Replay *r, Ctx *cond, Ctx *ut, Ctx *ui, int h, int w, const 
       /* golden llm2vae outputs cover the block's N+2 rows; the latents are rows 1..N */
       const StTensor *gv = golden_get(r->g, ".mod.llm2vae.out", branch++);
       float *full = golden_floats(gv), *ours = entry_floats(e);
-      GoldenDiff dd = golden_compare_floats(ours, full + C, N * C);
-      g_test_message("%-28s rel L2 %.3e  max|d| %.3e", name, dd.rel_l2, dd.max_abs);
-      if (dd.rel_l2 > TOL_BF16) trajectory_over = TRUE;
-      g_assert_cmpfloat(dd.rel_l2, <=, tol);
+      check_traj(name, ours, full + C, N * C);
       g_free(full);
       g_free(ours);
     }
     g_snprintf(name, sizeof name, "v.%d", j);
     f = entry_floats(dump_find(d, name));
     g_snprintf(label, sizeof label, "velocity after CFG step %d", j);
-    GoldenDiff vd = golden_compare(f, golden_get(r->g, "._forward_flow.out.out", j));
-    if (vd.rel_l2 > TOL_BF16) trajectory_over = TRUE;
-    golden_assert_close(label, f, golden_get(r->g, "._forward_flow.out.out", j), tol);
+    check_traj_st(label, f, golden_get(r->g, "._forward_flow.out.out", j));
     g_free(f);
   }
   g_assert_cmpint(branch, ==, golden_count(r->g, ".mod.llm2vae.out"));
-  GoldenDiff fd = golden_compare(x, golden_get(r->g, ".generate_image.out.out.0", 0));
-  g_test_message("%-28s rel L2 %.3e  max|d| %.3e", "final latent", fd.rel_l2, fd.max_abs);
-  if (fd.rel_l2 > TOL_BF16) trajectory_over = TRUE;
-  if (trajectory_over)
-    g_test_incomplete("denoising trajectory beyond the 1e-2 tolerance "
-                      "(attention arithmetic parity pending)");
+  check_traj_st("final latent", x, golden_get(r->g, ".generate_image.out.out.0", 0));
+  if (traj_over)
+    g_test_incomplete("denoising trajectory beyond the 1e-2 tolerance on this backend (reported, "
+                      "BAGEL_GOLDEN_TRAJECTORY=report)");
+  traj_over = FALSE;
   g_free(t);
   g_free(dt);
   g_free(x);
@@ -449,9 +490,10 @@ static void test_edit_think(void) {
 }
 
 int main(int argc, char **argv) {
+  backend = golden_take_backend(&argc, argv);
   g_test_init(&argc, &argv, NULL);
   if (argc != 3) {
-    g_printerr("usage: %s TINY_CKPT_DIR TESTS_DATA_DIR\n", argv[0]);
+    g_printerr("usage: %s TINY_CKPT_DIR TESTS_DATA_DIR [--backend cpu|cuda]\n", argv[0]);
     return 2;
   }
   ckpt_dir = argv[1];

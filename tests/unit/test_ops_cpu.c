@@ -1,11 +1,15 @@
 /* tests/unit/test_ops_cpu.c — each CPU reference op against a closed form or a naive
  * fp64 formula on random inputs (odd shapes included), with explicit tolerances:
- * fp32 paths agree to ~1e-5 relative; bf16 outputs to within bf16 rounding (2^-8). */
+ * fp32 paths agree to ~1e-5 relative; bf16 outputs to within bf16 rounding (2^-8).
+ * The /ops-cpu/order-* tests pin, bit for bit, the summation orders and transcendental
+ * functions the reference shares with the golden torch run (docs/numerics.md) on
+ * hand-built inputs where the alternatives give other answers. */
 #include <glib.h>
 #include <math.h>
 #include <string.h>
 
 #include "ops.h"
+#include "cpu/cpu_internal.h"
 
 static BkBackend *be;
 static GRand *rng;
@@ -325,6 +329,132 @@ static void test_attention(void) {
   }
 }
 
+/* bf16 GEMM: pairs (k, k+1) with the odd term first (VDPBF16PS).  x = [1, 0, −1, 2^-24],
+ * w = 1: pair order (0+1) + 2^-24 → 1 (tie to even), then −1 → 0; k-sequential order
+ * gives 2^-24. */
+static void test_order_linear(void) {
+  float xv[4] = {1.0f, 0.0f, -1.0f, 0x1p-24f};
+  uint16_t wv[4], yv[1];
+  for (int k = 0; k < 4; k++) wv[k] = bk_f32_to_bf16(1.0f);
+  BkTensor x = bk_tensor_2d(xv, BK_F32, 1, 4), w = bk_tensor_2d(wv, BK_BF16, 1, 4),
+           y = bk_tensor_2d(yv, BK_BF16, 1, 1);
+  be->ops->linear(be, &y, &x, &w, NULL);
+  CHECK_OK();
+  g_assert_cmpfloat(bk_bf16_to_f32(yv[0]), ==, 0.0f);
+  /* an odd K ends with the last term alone: [1, 2, 3, 4, 5, 6, 7]·1 = 28 exactly */
+  float x7[7] = {1, 2, 3, 4, 5, 6, 7};
+  uint16_t w7[7];
+  for (int k = 0; k < 7; k++) w7[k] = bk_f32_to_bf16(1.0f);
+  x = bk_tensor_2d(x7, BK_F32, 1, 7);
+  w = bk_tensor_2d(w7, BK_BF16, 1, 7);
+  be->ops->linear(be, &y, &x, &w, NULL);
+  CHECK_OK();
+  g_assert_cmpfloat(bk_bf16_to_f32(yv[0]), ==, 28.0f);
+}
+
+/* SLEEF expf_u10 values (from libsleef's AVX512 build); the last six are inputs where
+ * glibc's expf returns the neighbouring float. */
+static void test_order_exp(void) {
+  static const float cases[][2] = {
+    {-0x1p-1f, 0x1.368b3p-1f},       {-0x1p+0f, 0x1.78b564p-2f},
+    {-0x1.ep+1f, 0x1.815094p-6f},    {-0x1.4p+3f, 0x1.7cd79cp-15f},
+    {-0x1.48p+4f, 0x1.57a3bp-30f},   {-0x1.5ep+6f, 0x1.b2cafp-127f},
+    {-0x1.9p+6f, 0x1.bp-145f},       {-0x1.a2p+6f, 0.0f},
+    {0.0f, 1.0f},                    {0x1p+0f, 0x1.5bf0a8p+1f},
+    {0x1.6p+2f, 0x1.e96244p+7f},     {0x1.6p+6f, 0x1.f1056ep+126f},
+    {-0x1.02e668p-3f, 0x1.c332f4p-1f}, {-0x1.03a002p-3f, 0x1.c30a14p-1f},
+    {-0x1.08f116p-3f, 0x1.c1deb4p-1f}, {-0x1.0c533ap-3f, 0x1.c1209cp-1f},
+    {-0x1.0d4ab2p-3f, 0x1.c0ea58p-1f}, {-0x1.0f39a2p-3f, 0x1.c07de8p-1f},
+  };
+  for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++)
+    if (cpu_expf(cases[i][0]) != cases[i][1])
+      g_error("cpu_expf(%a) = %a, SLEEF gives %a", cases[i][0], cpu_expf(cases[i][0]),
+              cases[i][1]);
+  g_assert_true(isinf(cpu_expf(101.0f)) && cpu_expf(-INFINITY) == 0.0f && isnan(cpu_expf(NAN)));
+}
+
+/* Reductions on [1, 2^-24, 2^-24, …]: every order gives another answer.
+ *   k-sequential: 1 (each 2^-24 is a tie, rounded back to 1);
+ *   cpu_sum16 (softmax), n = 32: lanes 1..15 hold 2^-23, folded l+8, l+4, l+2, l+1
+ *     onto lane 0 → 1 + 15·2^-23 (fp64 would give 1 + 16·2^-23);
+ *   cpu_sum8_cascade (RMSNorm mean), n = 64: 4 accumulators of 8 lanes over 2 rows of 4
+ *     vectors, folded 0+1+2+3, lanes added to 0 → 1 + 31·2^-23 (fp64: 1 + 32·2^-23). */
+static void test_order_reductions(void) {
+  float v[64];
+  v[0] = 1.0f;
+  for (int i = 1; i < 64; i++) v[i] = 0x1p-24f;
+  g_assert_cmpfloat(cpu_sum16(v, 32), ==, 1.0f + 15 * 0x1p-23f);
+  g_assert_cmpfloat(cpu_sum8_cascade(v, 64), ==, 1.0f + 31 * 0x1p-23f);
+  /* short rows: cpu_sum16 is left to right below 16 values */
+  g_assert_cmpfloat(cpu_sum16(v, 15), ==, 1.0f);
+  /* RMSNorm goes through the cascade: mean(x²) of the row (x² = v) is (1 + 31·2^-23)/64 */
+  float xr[64];
+  for (int i = 0; i < 64; i++) xr[i] = sqrtf(v[i]);
+  for (int i = 0; i < 64; i++) g_assert_cmpfloat(xr[i] * xr[i], ==, v[i]);
+  uint16_t wv[64];
+  for (int i = 0; i < 64; i++) wv[i] = bk_f32_to_bf16(1.0f);
+  float yr[64];
+  BkTensor x = bk_tensor_2d(xr, BK_F32, 1, 64), w = bk_tensor_2d(wv, BK_BF16, 1, 64),
+           y = bk_tensor_2d(yr, BK_F32, 1, 64);
+  be->ops->rms_norm(be, &y, &x, &w, 0.0f);
+  CHECK_OK();
+  const float rstd = 1.0f / sqrtf((1.0f + 31 * 0x1p-23f) / 64.0f);
+  g_assert_cmpfloat(yr[0], ==, 1.0f * rstd);
+}
+
+/* Attention, fp32 output (no final rounding), against the recipe of docs/numerics.md
+ * written out plainly: q, k scaled by sqrt(scale); scores in order; SLEEF exp; 16-lane
+ * sum over the whole row (masked keys are zeros); P normalised before P·V; P·V in order
+ * without FMA.  Bit-identical, and measurably different from normalising at the end. */
+static void test_order_attention(void) {
+  const int64_t Lq = 5, Lc = 17, Hq = 4, Hkv = 2, D = 16, Lk = Lc + Lq;
+  Buf q = buf(BK_BF16, 3, (int64_t[]){Lq, Hq, D}), o = buf(BK_F32, 3, (int64_t[]){Lq, Hq, D});
+  Buf kn = buf(BK_BF16, 3, (int64_t[]){Lq, Hkv, D}), vn = buf(BK_BF16, 3, (int64_t[]){Lq, Hkv, D});
+  Buf kc = buf(BK_BF16, 3, (int64_t[]){Lc, Hkv, D}), vc = buf(BK_BF16, 3, (int64_t[]){Lc, Hkv, D});
+  fill(&q, 2); fill(&kn, 2); fill(&vn, 2); fill(&kc, 2); fill(&vc, 2);
+  const float scale = 1.0f / sqrtf(12.0f), sf = (float)sqrt((double)scale);
+  int64_t end_norm_diffs = 0;
+  for (int causal = 0; causal < 2; causal++) {
+    be->ops->attention(be, &o.t, &q.t, &kc.t, &vc.t, &kn.t, &vn.t,
+                       causal ? BK_CAUSAL_BOTTOM_RIGHT : BK_CAUSAL_NONE, scale);
+    CHECK_OK();
+    for (int64_t i = 0; i < Lq; i++)
+      for (int64_t h = 0; h < Hq; h++) {
+        const int64_t hk = h / (Hq / Hkv), vis = causal ? Lc + i + 1 : Lk;
+        float e[32], mx = -INFINITY;   /* Lk = 22 */
+        for (int64_t j = 0; j < Lk; j++) {
+          const Buf *K = j < Lc ? &kc : &kn;
+          const int64_t jj = j < Lc ? j : j - Lc;
+          float d = 0;
+          for (int64_t c = 0; c < D; c++)
+            d += (at(&q, (i * Hq + h) * D + c) * sf) * (at(K, (jj * Hkv + hk) * D + c) * sf);
+          e[j] = j < vis ? d : -INFINITY;
+          mx = fmaxf(mx, e[j]);
+        }
+        for (int64_t j = 0; j < Lk; j++) e[j] = cpu_expf(e[j] - mx);
+        const float sum = cpu_sum16(e, Lk), inv = 1.0f / sum;
+        for (int64_t c = 0; c < D; c++) {
+          float acc = 0, acc_end = 0;
+          for (int64_t j = 0; j < vis; j++) {
+            const Buf *V = j < Lc ? &vc : &vn;
+            const float v = at(V, ((j < Lc ? j : j - Lc) * Hkv + hk) * D + c);
+            acc += (e[j] * inv) * v;
+            acc_end += e[j] * v;
+          }
+          const float got = at(&o, (i * Hq + h) * D + c);
+          if (got != acc)
+            g_error("attention %s [%lld,%lld,%lld]: %a, recipe %a", causal ? "causal" : "full",
+                    (long long)i, (long long)h, (long long)c, got, acc);
+          end_norm_diffs += acc_end * inv != acc;
+        }
+      }
+  }
+  g_test_message("normalising after P.V would change %" G_GINT64_FORMAT " of %lld outputs",
+                 end_norm_diffs, (long long)(2 * Lq * Hq * D));
+  g_assert_cmpint(end_norm_diffs, >, 0);
+  g_free(q.mem); g_free(o.mem); g_free(kn.mem); g_free(vn.mem); g_free(kc.mem); g_free(vc.mem);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   be = bk_cpu_new(0);
@@ -336,6 +466,10 @@ int main(int argc, char **argv) {
   g_test_add_func("/ops-cpu/pointwise", test_pointwise);
   g_test_add_func("/ops-cpu/gather-transpose-pack", test_gather_transpose_pack);
   g_test_add_func("/ops-cpu/attention", test_attention);
+  g_test_add_func("/ops-cpu/order-linear", test_order_linear);
+  g_test_add_func("/ops-cpu/order-exp", test_order_exp);
+  g_test_add_func("/ops-cpu/order-reductions", test_order_reductions);
+  g_test_add_func("/ops-cpu/order-attention", test_order_attention);
   int rc = g_test_run();
   g_rand_free(rng);
   bk_backend_free(be);
