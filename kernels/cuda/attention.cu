@@ -51,7 +51,7 @@ template <int DP, int BC>
 __global__ void __launch_bounds__(FA_THREADS) flash_attn_bf16(void *o, int odt, const __nv_bfloat16 *q,
                                                               const __nv_bfloat16 *kc, const __nv_bfloat16 *vc,
                                                               const __nv_bfloat16 *kn, const __nv_bfloat16 *vn,
-                                                              AttnGeo g) {
+                                                              float *part, int split_tiles, AttnGeo g) {
   constexpr int LD = DP + 8, KS = DP / 16, NT = BC / 8, DT = DP / 8, C8 = DP / 8;
   DYN_SHARED(__nv_bfloat16, smem);
   __nv_bfloat16 *Qs = smem, *Ks = smem + FA_BR * LD, *Vs = Ks + BC * LD;
@@ -83,7 +83,10 @@ __global__ void __launch_bounds__(FA_THREADS) flash_attn_bf16(void *o, int odt, 
     for (int i = 0; i < 4; i++) acc[d][i] = 0.0f;
 
   const int kv_end = attn_kv_end(g, r0, FA_BR);
-  for (int kt = 0; kt < kv_end; kt += BC) {
+  /* split-KV (part != NULL): this block takes split_tiles tiles starting at tile z */
+  const int kv_begin = part ? (int)blockIdx.z * split_tiles * BC : 0;
+  const int kv_stop = part ? min(kv_end, kv_begin + split_tiles * BC) : kv_end;
+  for (int kt = kv_begin; kt < kv_stop; kt += BC) {
     __syncthreads();  /* the previous tile (and the Q fragments' shared reads) are done */
     for (int idx = tid; idx < BC * C8; idx += FA_THREADS) {
       const int r = idx / C8, c = (idx % C8) * 8, j = kt + r;
@@ -158,13 +161,46 @@ __global__ void __launch_bounds__(FA_THREADS) flash_attn_bf16(void *o, int odt, 
     float l = l_i[h];
     l += __shfl_xor_sync(FULL_MASK, l, 1);
     l += __shfl_xor_sync(FULL_MASK, l, 2);
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     if (qi[h] < 0) continue;
+    if (part) {
+      /* unnormalised partial: [split][kv head][row] × (DP values, m, l) */
+      const int64_t prow = r0 + warp * 16 + gq + 8 * h;
+      float *dst = part + (((int64_t)blockIdx.z * g.Hkv + hk) * M + prow) * (DP + 2);
+      for (int d = 0; d < DT; d++)
+        for (int i = 2 * h; i < 2 * h + 2; i++) dst[d * 8 + 2 * t4 + (i & 1)] = acc[d][i];
+      if (t4 == 0) {
+        dst[DP] = m_i[h];
+        dst[DP + 1] = l;
+      }
+      continue;
+    }
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     for (int d = 0; d < DT; d++)
       for (int i = 2 * h; i < 2 * h + 2; i++) {
         const int col = d * 8 + 2 * t4 + (i & 1);
         if (col < g.D) st_any(o, odt, orow[h] * g.D + col, acc[d][i] * inv);
       }
+  }
+}
+
+/* Split-KV combine: o = Σ_s acc_s·e^(m_s − m) / Σ_s l_s·e^(m_s − m), m = max_s m_s, the
+ * splits in order. */
+__global__ void flash_combine(void *o, int odt, const float *part, int nsplit, int DP, AttnGeo g) {
+  const int64_t M = (int64_t)g.Lq * g.group, total = M * g.Hkv * g.D;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int d = (int)(i % g.D);
+    const int64_t row = i / g.D, hk = row / M, pr = row % M;
+    float m = -INFINITY;
+    for (int s = 0; s < nsplit; s++) m = fmaxf(m, part[((s * g.Hkv + hk) * M + pr) * (DP + 2) + DP]);
+    float l = 0.0f, acc = 0.0f;
+    for (int s = 0; s < nsplit; s++) {
+      const float *p = part + ((s * g.Hkv + hk) * M + pr) * (DP + 2);
+      const float c = p[DP] == -INFINITY ? 0.0f : expf_torch(p[DP] - m);
+      l = l + p[DP + 1] * c;
+      acc = acc + p[d] * c;
+    }
+    const int64_t orow = (pr / g.group) * g.Hq + hk * g.group + pr % g.group;
+    st_any(o, odt, orow * g.D + d, l > 0.0f ? acc * (1.0f / l) : 0.0f);
   }
 }
 
@@ -181,16 +217,45 @@ static bool fa_init(BkBackend *be) {
   return CUDA_OK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fa_smem<DP>()));
 }
 
+/* Split the keys over more blocks when the query tiles alone cannot fill the device (a
+ * decode step: one query, 7 rows per KV head, 4 blocks on a 132-SM GPU) and there are
+ * enough keys: each split takes a run of at least 4 key tiles, then flash_combine merges. */
+static int fa_splits(const CudaImpl *impl, int64_t blocks, int64_t keys, int bc, int *split_tiles) {
+  const int64_t target = 4 * (int64_t)(impl->sm_count > 1 ? impl->sm_count : 1);
+  const int64_t tiles = (keys + bc - 1) / bc;
+  int64_t s = 1;
+  if (blocks < target && tiles >= 8) {
+    s = (target + blocks - 1) / blocks;
+    if (s > tiles / 4) s = tiles / 4;
+    if (s > 64) s = 64;
+  }
+  *split_tiles = (int)((tiles + s - 1) / s);
+  return (int)((tiles + *split_tiles - 1) / *split_tiles);
+}
+
 template <int DP>
 static bool fa_launch(BkBackend *be, BkTensor *o, const BkTensor *q, const BkTensor *kc, const BkTensor *vc,
                       const BkTensor *kn, const BkTensor *vn, const AttnGeo &g) {
   CudaImpl *impl = cuda_impl(be);
   auto k = flash_attn_bf16<DP, fa_bc<DP>()>;
-  const int64_t M = (int64_t)g.Lq * g.group;
-  const dim3 grid((unsigned)((M + FA_BR - 1) / FA_BR), (unsigned)g.Hkv);
+  const int64_t M = (int64_t)g.Lq * g.group, mtiles = (M + FA_BR - 1) / FA_BR;
+  int split_tiles;
+  const int nsplit = fa_splits(impl, mtiles * g.Hkv, (int64_t)g.Lc + g.Lq, fa_bc<DP>(), &split_tiles);
+  float *part = NULL;
+  if (nsplit > 1) {
+    part = (float *)cuda_pool_alloc(be, sizeof(float) * (size_t)nsplit * g.Hkv * M * (DP + 2));
+    if (!part) return false;
+  }
+  const dim3 grid((unsigned)mtiles, (unsigned)g.Hkv, (unsigned)nsplit);
   typedef const __nv_bfloat16 *P;
-  return CUDA_OK(be, LAUNCH(k, grid, dim3(FA_THREADS), fa_smem<DP>(), impl->stream, o->data, (int)o->dt, (P)q->data,
-                            kc ? (P)kc->data : (P)NULL, vc ? (P)vc->data : (P)NULL, (P)kn->data, (P)vn->data, g));
+  bool ok = CUDA_OK(be, LAUNCH(k, grid, dim3(FA_THREADS), fa_smem<DP>(), impl->stream, o->data, (int)o->dt,
+                               (P)q->data, kc ? (P)kc->data : (P)NULL, vc ? (P)vc->data : (P)NULL, (P)kn->data,
+                               (P)vn->data, part, split_tiles, g));
+  if (ok && part)
+    ok = CUDA_OK(be, LAUNCH(flash_combine, dim3(cuda_grid(impl, M * g.Hkv * g.D, 256)), dim3(256), 0, impl->stream,
+                            o->data, (int)o->dt, (const float *)part, nsplit, DP, g));
+  cuda_pool_free(be, part);
+  return ok;
 }
 
 extern "C" bool cuda_attention_init(BkBackend *be) {

@@ -15,8 +15,9 @@
  *    folded through shuffles in ATen's order.  Same bits as the reference.
  *  - LayerNorm: 8 lanes per row (4 rows per warp), each lane the Welford recurrence of
  *    its vector lane; the tail and the final fold of the 8 lanes in one lane.
- * The row is read again for the normalised store, which also makes the in-place call
- * (y == x, the QK-norm) safe: each lane reads its elements before it writes them. */
+ * The row is read again for the normalised store.  In place (y == x, the QK-norm) a lane
+ * writes elements other lanes read for the statistics (the tail, short rows), so a
+ * __syncwarp orders those reads before the writes (TSan on the emulation saw it). */
 #include "cuda_internal.cuh"
 
 #define NORM_THREADS 256
@@ -86,6 +87,7 @@ __global__ void rms_norm_kernel(void *y, int ydt, const void *x, int xdt, const 
     const float var = __fdiv_rn(cascade_sumsq8(x, xdt, base, D), (float)D);
     const float rstd = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
     const bool bf = xdt == BK_BF16;
+    __syncwarp();  /* in place: the sum's reads (other lanes' elements too) before the writes */
     for (int64_t i = lane; i < D; i += 32) {
       float n = __fmul_rn(ld_any(x, xdt, base + i), rstd);
       if (bf) n = round_bf16(n);  /* hidden_states.to(input_dtype) */
@@ -178,6 +180,7 @@ __global__ void layer_norm_kernel(void *y, int ydt, const void *x, int xdt, cons
     const int64_t base = (valid ? r : warp_first + off) * D;
     float mean, var;
     rowwise_moments8(x, xdt, base, D, &mean, &var);
+    __syncwarp();  /* in place: the tail's reads by every lane before the writes */
     if (!valid) continue;
     const float rstd = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps))), bias = -mean;
     for (int64_t i = l; i < D; i += 8)

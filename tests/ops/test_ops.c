@@ -234,6 +234,8 @@ static void test_rms_norm(void) {
     {1, 64, BK_BF16, FALSE}, {7, 3584, BK_BF16, FALSE}, {3, 3584, BK_BF16, TRUE},
     {5 * 28, 128, BK_BF16, TRUE},  /* und QK-norm, per head, in place */
     {9 * 4, 128, BK_F32, TRUE},    /* gen QK-norm in fp32 */
+    {13 * 4, 16, BK_BF16, TRUE},   /* the tiny model's heads: the whole row read by every lane */
+    {6, 20, BK_F32, TRUE}, {5, 5, BK_BF16, TRUE},
     {3, 33, BK_BF16, FALSE}, {2, 1, BK_F32, FALSE},
   };
   for (unsigned i = 0; i < G_N_ELEMENTS(cs); i++) {
@@ -253,6 +255,7 @@ static void test_rms_norm(void) {
 static void test_layer_norm(void) {
   struct { int64_t r, d; BkDType x, y; } cs[] = {
     {4, 32, BK_BF16, BK_F32}, {9, 1152, BK_BF16, BK_F32}, {3, 33, BK_F32, BK_F32}, {1, 1152, BK_BF16, BK_BF16},
+    {5, 13, BK_F32, BK_F32}, {37, 4, BK_F32, BK_F32},
   };
   for (unsigned i = 0; i < G_N_ELEMENTS(cs); i++) {
     Pair x = pair2(cs[i].x, cs[i].r, cs[i].d, 2), w = pair1(BK_BF16, cs[i].d, 1.5f), b = pair1(BK_BF16, cs[i].d, 0.5f);
@@ -443,6 +446,9 @@ static void test_attention(void) {
   run_attention(14, 8, 2, 2, 16, BK_BF16, BK_CAUSAL_NONE, 0, "tiny ViT");
   run_attention(5, 37, 28, 4, 128, BK_BF16, BK_CAUSAL_BOTTOM_RIGHT, 0, "text+cache");
   run_attention(1, 70, 28, 4, 128, BK_BF16, BK_CAUSAL_BOTTOM_RIGHT, 0, "decode");
+  /* few query tiles, many keys: the keys are split over blocks and combined */
+  run_attention(1, 600, 7, 1, 128, BK_BF16, BK_CAUSAL_BOTTOM_RIGHT, 0, "decode, split KV");
+  run_attention(3, 500, 14, 2, 64, BK_BF16, BK_CAUSAL_BOTTOM_RIGHT, 0, "3 tokens, split KV");
   run_attention(20, 33, 28, 4, 128, BK_BF16, BK_CAUSAL_NONE, 1, "image+cache");
   run_attention(75, 0, 28, 4, 128, BK_BF16, BK_CAUSAL_BOTTOM_RIGHT, 0, "prefill, 525 rows/KV head");
   run_attention(50, 0, 16, 16, 72, BK_BF16, BK_CAUSAL_NONE, 0, "SigLIP");
