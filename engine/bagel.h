@@ -36,7 +36,9 @@ typedef enum {
 typedef enum {
   BAGEL_BACKEND_AUTO = 0,    /* CUDA when a usable GPU is present, else CPU */
   BAGEL_BACKEND_CPU,
-  BAGEL_BACKEND_CUDA
+  BAGEL_BACKEND_CUDA,
+  BAGEL_BACKEND_COUNT        /* bagel bench only: counts FLOPs and bytes, computes nothing
+                              * (results are zeros/grey), for the GPU projection */
 } BagelBackendKind;
 
 typedef enum {
@@ -139,6 +141,8 @@ typedef struct {
   BagelBackendKind backend;
   int n_threads;             /* CPU backend; <= 0: all cores */
   gboolean mlock;            /* lock the weights in RAM */
+  gboolean skip_weight_check; /* do not scan every weight for NaN/Inf at open (the scan
+                              * reads the whole checkpoint: seconds to minutes for 7B) */
 } BagelEngineOptions;
 
 void bagel_engine_options_init(BagelEngineOptions *o);

@@ -5,6 +5,7 @@
 #include "bagel-config.h"
 #include "bagel.h"
 #include "engine_internal.h"
+#include "cpu/fast_backend.h"
 #ifdef BAGEL_HAVE_CUDA
 #include "cuda_probe.h"
 #endif
@@ -88,9 +89,10 @@ static BkBackend *open_backend(const BagelEngineOptions *o, char *name, size_t n
   if (kind == BAGEL_BACKEND_AUTO && env && *env) {
     if (!strcmp(env, "cpu")) kind = BAGEL_BACKEND_CPU;
     else if (!strcmp(env, "cuda")) kind = BAGEL_BACKEND_CUDA;
+    else if (!strcmp(env, "count")) kind = BAGEL_BACKEND_COUNT;
     else if (strcmp(env, "auto")) {
       g_set_error(error, BAGEL_ERROR, BAGEL_ERROR_INVALID_ARG,
-                  "BAGEL_BACKEND=%s: expected cpu, cuda or auto", env);
+                  "BAGEL_BACKEND=%s: expected cpu, cuda, count or auto", env);
       return NULL;
     }
   }
@@ -110,6 +112,12 @@ static BkBackend *open_backend(const BagelEngineOptions *o, char *name, size_t n
     return NULL;
 #endif
   }
+  if (kind == BAGEL_BACKEND_COUNT) {
+    BkBackend *cb = bk_count_new();
+    if (!cb) g_set_error(error, BAGEL_ERROR, BAGEL_ERROR_BACKEND, "cannot create the count backend");
+    else g_strlcpy(name, "count", name_size);
+    return cb;
+  }
 #if defined(BAGEL_HAVE_CUDA) && !defined(BAGEL_CUDA_EMU)
   if (kind == BAGEL_BACKEND_AUTO) {
     char msg[768];
@@ -124,12 +132,16 @@ static BkBackend *open_backend(const BagelEngineOptions *o, char *name, size_t n
     }
   }
 #endif
-  BkBackend *be = bk_cpu_new(o->n_threads);
+  /* the fast kernels (kernels/cpu/fast_*.c), bit-identical to the reference;
+   * BAGEL_CPU_FAST=0 runs the plain reference ops instead */
+  const char *fast = g_getenv("BAGEL_CPU_FAST");
+  const gboolean use_fast = !(fast && !strcmp(fast, "0"));
+  BkBackend *be = use_fast ? bk_cpu_fast_new(o->n_threads) : bk_cpu_new(o->n_threads);
   if (!be) {
     g_set_error(error, BAGEL_ERROR, BAGEL_ERROR_BACKEND, "cannot create the CPU backend");
     return NULL;
   }
-  g_strlcpy(name, "cpu", name_size);
+  g_strlcpy(name, use_fast ? "cpu-fast" : "cpu", name_size);
   return be;
 }
 
@@ -150,8 +162,9 @@ BagelEngine *bagel_engine_open(const char *model_dir, const BagelEngineOptions *
     checkpoint_free(ck);
     goto fail;
   }
-  /* a corrupt download shows as NaN/Inf weights: refuse it with the tensor's name */
-  if (!ckpt_check_finite(ck, error)) {
+  /* a corrupt download shows as NaN/Inf weights: refuse it with the tensor's name (the
+   * count backend never reads a weight: no scan) */
+  if (!bk_is_count(e->be) && !opts->skip_weight_check && !ckpt_check_finite(ck, error)) {
     checkpoint_free(ck);
     goto fail;
   }

@@ -248,6 +248,41 @@ BkBackend *bk_cpu_new(int n_threads);     /* n_threads <= 0: all cores */
 BkBackend *bk_cuda_new(void);
 void bk_backend_free(BkBackend *be);      /* NULL-safe; calls ops->destroy */
 
+/* ---- the counting backend (kernels/count): computes nothing, counts FLOPs and bytes --- */
+
+typedef enum {
+  BK_CLASS_GEMM = 0,    /* linear */
+  BK_CLASS_ATTENTION,
+  BK_CLASS_CONV,
+  BK_CLASS_NORM,        /* rms/layer/group norm */
+  BK_CLASS_ELTWISE,     /* everything else that runs on the device */
+  BK_CLASS_TRANSFER,    /* upload / download */
+  BK_NCLASSES
+} BkOpClass;
+
+typedef struct {
+  BkOpClass cls;
+  const char *op;       /* the BkOps field name */
+  double flops;
+  double bytes;         /* read + written, everything included */
+  double weight_bytes;  /* of which weights (GEMM, conv) */
+  int64_t m;            /* GEMM rows / attention queries / conv output pixels */
+} BkCountOp;
+
+typedef struct {
+  double flops[BK_NCLASSES], bytes[BK_NCLASSES];
+  int64_t calls[BK_NCLASSES];
+} BkCounts;
+
+typedef void (*BkCountHook)(const BkCountOp *op, void *user);
+
+BkBackend *bk_count_new(void);
+bool bk_is_count(const BkBackend *be);
+/* fn is called once per op (NULL: none); the totals run regardless. */
+void bk_count_set_hook(BkBackend *be, BkCountHook fn, void *user);
+void bk_count_totals(BkBackend *be, BkCounts *out);   /* zeros for other backends */
+const char *bk_op_class_name(BkOpClass c);
+
 #ifdef __cplusplus
 }
 #endif

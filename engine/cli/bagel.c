@@ -14,6 +14,7 @@ static const CliCommand commands[] = {
   {"describe", cmd_describe, "describe an image or answer a question about it"},
   {"generate", cmd_generate, "generate an image from a prompt"},
   {"edit", cmd_edit, "edit an image following an instruction"},
+  {"bench", cmd_bench, "time the pipeline stage by stage (or project it on a GPU)"},
   {NULL, NULL, NULL},
 };
 

@@ -22,5 +22,6 @@ int cmd_describe(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_edit(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif
