@@ -69,6 +69,10 @@ typedef struct CudaImpl {
   int stage_next;
   RopeTable rope[2];
   BkCudaStats stats;
+#ifdef BAGEL_CUDA_EMU
+  BkBackend *ref;             /* CUEMU_REFERENCE_OPS: the CPU reference for those ops */
+  bool ref_linear, ref_attention;
+#endif
 } CudaImpl;
 
 static inline CudaImpl *cuda_impl(BkBackend *be) { return (CudaImpl *)be->impl; }
