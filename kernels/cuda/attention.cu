@@ -303,6 +303,10 @@ extern "C" void cuda_attention(BkBackend *be, BkTensor *o, const BkTensor *q, co
   g.sqrt_scale = (float)sqrt((double)scale);
   const bool bf16 = q->dt == BK_BF16 && kn->dt == BK_BF16 && vn->dt == BK_BF16 &&
                     (!kc || (kc->dt == BK_BF16 && vc->dt == BK_BF16));
+  if (cuda_impl(be)->exact) {  /* BAGEL_CUDA_NUMERICS=exact: the reference's order, exact.cu */
+    cuda_attention_exact(be, o, q, kc, vc, kn, vn, g);
+    return;
+  }
   g.vec = D % 8 == 0 && aligned16(q) && aligned16(kn) && aligned16(vn) && aligned16(kc) && aligned16(vc);
   if (bf16 && D <= 128) {
     if (D <= 16) fa_launch<16>(be, o, q, kc, vc, kn, vn, g);

@@ -42,5 +42,8 @@ __device__ __forceinline__ bool attn_visible(const AttnGeo &g, int qi, int j, in
 bool cuda_attention_f32(BkBackend *be, BkTensor *o, const BkTensor *q, const BkTensor *kc, const BkTensor *vc,
                         const BkTensor *kn, const BkTensor *vn, const AttnGeo &g);
 bool cuda_attention_f32_init(BkBackend *be);
+/* BAGEL_CUDA_NUMERICS=exact: the reference's arithmetic bit for bit (exact.cu). */
+bool cuda_attention_exact(BkBackend *be, BkTensor *o, const BkTensor *q, const BkTensor *kc, const BkTensor *vc,
+                          const BkTensor *kn, const BkTensor *vn, const AttnGeo &g);
 
 #endif

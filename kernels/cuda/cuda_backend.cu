@@ -234,6 +234,15 @@ extern "C" BkBackend *bk_cuda_new(void) {
   }
   be->ops = &cuda_ops;
   be->impl = impl;
+  /* BAGEL_CUDA_NUMERICS: fast (default: cuBLASLt, tensor-core flash attention) or exact
+   * (linear and attention with the CPU reference's arithmetic, bit for bit; exact.cu,
+   * docs/cuda-backend.md).  Read once, here. */
+  const char *numerics = getenv("BAGEL_CUDA_NUMERICS");
+  if (numerics && strcmp(numerics, "fast") && strcmp(numerics, "exact")) {
+    bk_fail(be, "BAGEL_CUDA_NUMERICS=\"%s\": expected \"fast\" (the default) or \"exact\"", numerics);
+    return be;
+  }
+  impl->exact = numerics && !strcmp(numerics, "exact");
   cudaDeviceProp prop;
   if (!CUDA_OK(be, cudaSetDevice(0)) || !CUDA_OK(be, cudaGetDeviceProperties(&prop, 0))) return be;
   if (prop.major < 8) {

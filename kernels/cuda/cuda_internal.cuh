@@ -69,6 +69,7 @@ typedef struct CudaImpl {
   int stage_next;
   RopeTable rope[2];
   BkCudaStats stats;
+  bool exact;                 /* BAGEL_CUDA_NUMERICS=exact: linear/attention in exact.cu */
 #ifdef BAGEL_CUDA_EMU
   BkBackend *ref;             /* CUEMU_REFERENCE_OPS: the CPU reference for those ops */
   bool ref_linear, ref_attention;
@@ -162,6 +163,9 @@ extern "C" {
 #endif
 void cuda_linear(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w, const BkTensor *b);
 void cuda_linear_destroy(BkBackend *be);
+/* exact.cu: the reference's arithmetic bit for bit (BAGEL_CUDA_NUMERICS=exact); shapes
+ * already checked by cuda_linear */
+void cuda_linear_exact(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w, const BkTensor *b);
 void cuda_rms_norm(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w, float eps);
 void cuda_layer_norm(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w, const BkTensor *b,
                      float eps);

@@ -198,6 +198,10 @@ extern "C" void cuda_linear(BkBackend *be, BkTensor *y, const BkTensor *x, const
     return;
   }
   if (M == 0 || N == 0 || !bk_ok(be)) return;
+  if (impl->exact) {  /* BAGEL_CUDA_NUMERICS=exact: the reference's order, exact.cu */
+    cuda_linear_exact(be, y, x, w, b);
+    return;
+  }
   const bool autocast = w->dt != BK_F32;
   if (w->dt == BK_F16 || K == 0) {
     impl->stats.linear_fallbacks++;

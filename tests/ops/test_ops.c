@@ -25,7 +25,9 @@
  * Under the emulation most ops are bit-identical (same fp32 order, no FMA); the
  * tolerances are the ones a GPU needs.  Set TEST_OPS_STRICT=1 to require bit-identity
  * where the emulation should give it (the ops marked exact below), TEST_OPS_REPORT_ONLY=1
- * to print every case without failing. */
+ * to print every case without failing.  With BAGEL_CUDA_NUMERICS=exact (the exact-numerics
+ * mode, kernels/cuda/exact.cu) linear and attention must match the reference bit for bit:
+ * 0 differing elements in every case. */
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -38,6 +40,9 @@
 static BkBackend *cpu, *gpu;
 static GRand *rng;
 static gboolean strict, report_only;
+/* BAGEL_CUDA_NUMERICS=exact: linear and attention must be bit-identical to the reference
+ * (require_identical is set around their comparisons) */
+static gboolean exact_numerics, require_identical;
 
 /* ---- buffers on both backends ------------------------------------------------------- */
 
@@ -163,12 +168,18 @@ static void compare_abs(const char *op, const char *shape, const Pair *p, double
          (tol_abs > 0 && r.max_abs <= tol_abs);
   if (tol_abs > 0) r.tol_rel = max_ref > 0 ? tol_abs / max_ref : tol_abs;
   if (strict && exact && mism) r.ok = FALSE;
+  if (require_identical) {
+    r.ok = mism == 0;
+    r.tol_ulps = r.tol_rel = 0;
+  }
   g_array_append_val(rows, r);
   printf("  %-13s %-46s %-4s n=%-8lld max|d| %.3e  rel %.3e  ulps %-6g differ %5.1f%%  %s\n", r.op, r.shape, r.dtype,
          (long long)n, r.max_abs, r.rel, r.ulps, 100 * r.mism, r.ok ? "ok" : "OVER");
   if (!r.ok && !report_only)
-    g_error("%s %s: max|d| %.3e rel %.3e (%g ulps) over the tolerance (%g ulps / rel %.1e)%s", op, shape, r.max_abs,
-            r.rel, r.ulps, tol_ulps, r.tol_rel, strict && exact && mism ? " (strict: must be bit-identical)" : "");
+    g_error("%s %s: max|d| %.3e rel %.3e (%g ulps, %lld elements differ) over the tolerance (%g ulps / rel %.1e)%s",
+            op, shape, r.max_abs, r.rel, r.ulps, (long long)mism, tol_ulps, r.tol_rel,
+            require_identical ? " (BAGEL_CUDA_NUMERICS=exact: must be bit-identical)"
+            : strict && exact && mism ? " (strict: must be bit-identical)" : "");
   g_free(hc);
   g_free(hg);
 }
@@ -211,6 +222,9 @@ static void test_linear(void) {
     {1, 18944, 64, BK_BF16, BK_BF16, BK_BF16, -1, 0},      /* down_proj width */
     {3, 1152, 4304, BK_BF16, BK_BF16, BK_BF16, BK_BF16, 0},/* SigLIP fc1 */
     {9, 588, 1152, BK_F32, BK_BF16, BK_BF16, BK_BF16, 0},  /* SigLIP patch embedding */
+    /* fp32 outputs show every fp32 ulp of the sum: the exact mode's order (odd K, a long K) */
+    {5, 33, 40, BK_BF16, BK_BF16, BK_F32, -1, 0},
+    {70, 3584, 24, BK_BF16, BK_BF16, BK_F32, BK_BF16, 0},
   };
   for (unsigned i = 0; i < G_N_ELEMENTS(cs); i++) {
     Pair x = pair_view(cs[i].x, 2, (int64_t[]){cs[i].m, cs[i].k}, 2, cs[i].skip);
@@ -223,8 +237,10 @@ static void test_linear(void) {
     g_snprintf(shape, sizeof shape, "%lldx%lld·%lldᵀ x%s w%s b%s%s", (long long)cs[i].m, (long long)cs[i].k,
                (long long)cs[i].n, bk_dtype_name(cs[i].x), bk_dtype_name(cs[i].w),
                cs[i].b < 0 ? "-" : bk_dtype_name((BkDType)cs[i].b), cs[i].skip ? " view" : "");
+    require_identical = exact_numerics;
     if (cs[i].y == BK_F32) compare("linear", shape, &y, 0, TOL_F32_REL, TRUE);
     else compare("linear", shape, &y, TOL_BF16_ULPS, 0, TRUE);
+    require_identical = FALSE;
     pair_free(&x), pair_free(&w), pair_free(&b), pair_free(&y);
   }
 }
@@ -428,6 +444,7 @@ static void run_attention(int64_t Lq, int64_t Lc, int64_t Hq, int64_t Hkv, int64
   char shape[96];
   g_snprintf(shape, sizeof shape, "%s q%lld c%lld %lld/%lld×%lld%s%s", what, (long long)Lq, (long long)Lc,
              (long long)Hq, (long long)Hkv, (long long)D, causal ? " causal" : "", skip ? " view" : "");
+  require_identical = exact_numerics;
   if (dt == BK_F32) {
     compare("attention", shape, &o, 0, TOL_F32_REL, FALSE);
   } else {
@@ -437,6 +454,7 @@ static void run_attention(int64_t Lq, int64_t Lc, int64_t Hq, int64_t Hkv, int64
     double tol = ldexp(fmax(max_abs_of(&vn), max_abs_of(&vc)), -16) + ldexp(max_abs_of(&o), -8);
     compare_abs("attention", shape, &o, 0, 0, tol, FALSE);
   }
+  require_identical = FALSE;
   pair_free(&q), pair_free(&kn), pair_free(&vn), pair_free(&kc), pair_free(&vc), pair_free(&o);
 }
 
@@ -618,6 +636,8 @@ int main(int argc, char **argv) {
   printf("device: %s\n", msg);
   strict = g_getenv("TEST_OPS_STRICT") != NULL;
   report_only = g_getenv("TEST_OPS_REPORT_ONLY") != NULL;
+  exact_numerics = !g_strcmp0(g_getenv("BAGEL_CUDA_NUMERICS"), "exact");
+  if (exact_numerics) printf("BAGEL_CUDA_NUMERICS=exact: linear and attention must be bit-identical\n");
   rng = g_rand_new_with_seed(20251124);
   rows = g_array_new(FALSE, TRUE, sizeof(Row));
   cpu = bk_cpu_new(1);
