@@ -3,6 +3,8 @@
  *  /cuda-engine/denoise-no-alloc  after the first denoising step no device memory is
  *     allocated any more (the engine's arena, the backend's caching pool), with all three
  *     CFG branches running; checked with the backend's counters at every step.
+ *  /cuda-engine/bad-numerics  BAGEL_CUDA_NUMERICS other than fast/exact: the backend
+ *     does not start, and the error names the variable and its value (engine and backend).
  *  /cuda-engine/oom  a job that needs more device memory than there is fails with one
  *     clear error (needed and free bytes), and the engine runs the next job.  Needs a
  *     small device: run on the emulation with CUEMU_MEM_MB (tests/ops/meson.build); on a
@@ -131,6 +133,43 @@ static void test_oom(void) {
   bagel_engine_free(e);
 }
 
+static void test_bad_numerics(void) {
+  const char *bad[] = {"exactly", "FAST", ""};
+  for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_setenv("BAGEL_CUDA_NUMERICS", bad[i], TRUE);
+    BkBackend *be = bk_cuda_new();
+    g_assert_nonnull(be);
+    g_assert_false(bk_ok(be));
+    g_test_message("backend: %s", be->error);
+    char want[64];
+    g_snprintf(want, sizeof want, "BAGEL_CUDA_NUMERICS=\"%s\"", bad[i]);
+    g_assert_nonnull(strstr(be->error, want));
+    g_assert_nonnull(strstr(be->error, "exact"));
+    bk_backend_free(be);
+    BagelEngineOptions o;
+    bagel_engine_options_init(&o);
+    o.backend = BAGEL_BACKEND_CUDA;
+    GError *err = NULL;
+    BagelEngine *e = bagel_engine_open(ckpt, &o, &err);
+    g_assert_null(e);
+    g_assert_nonnull(err);
+    g_test_message("engine: %s", err->message);
+    g_assert_nonnull(strstr(err->message, want));
+    g_assert_null(strchr(err->message, '\n'));
+    g_clear_error(&err);
+  }
+  /* the two good values start */
+  const char *good[] = {"fast", "exact"};
+  for (unsigned i = 0; i < G_N_ELEMENTS(good); i++) {
+    g_setenv("BAGEL_CUDA_NUMERICS", good[i], TRUE);
+    BkBackend *be = bk_cuda_new();
+    g_assert_nonnull(be);
+    if (!bk_ok(be)) g_error("BAGEL_CUDA_NUMERICS=%s: %s", good[i], be->error);
+    bk_backend_free(be);
+  }
+  g_unsetenv("BAGEL_CUDA_NUMERICS");
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   if (argc != 2) {
@@ -144,6 +183,7 @@ int main(int argc, char **argv) {
     return 77;
   }
   g_test_add_func("/cuda-engine/denoise-no-alloc", test_denoise_no_alloc);
+  g_test_add_func("/cuda-engine/bad-numerics", test_bad_numerics);
   g_test_add_func("/cuda-engine/oom", test_oom);
   return g_test_run();
 }
