@@ -61,7 +61,27 @@ void bagel_result_clear(BagelResult *r) {
   memset(r, 0, sizeof *r);
 }
 
-/* Pick and create the compute backend. */
+#ifdef BAGEL_HAVE_CUDA
+/* The CUDA backend, or NULL with the reason in msg (one line). */
+static BkBackend *cuda_backend(char *msg, size_t msg_size) {
+  if (bk_cuda_probe(msg, msg_size) <= 0) return NULL;
+  BkBackend *be = bk_cuda_new();
+  if (!be) {
+    g_strlcpy(msg, "cannot create the CUDA backend: out of host memory", msg_size);
+    return NULL;
+  }
+  if (!bk_ok(be)) {
+    g_snprintf(msg, msg_size, "the CUDA backend cannot start: %s", be->error);
+    bk_backend_free(be);
+    return NULL;
+  }
+  return be;
+}
+#endif
+
+/* Pick and create the compute backend.  cuda: the GPU or a one-line error; auto: the GPU
+ * when a usable one is present (never the emulated one of a -Dcuda-emu build, which is a
+ * test vehicle), else the CPU — with a warning when a GPU was found but could not start. */
 static BkBackend *open_backend(const BagelEngineOptions *o, char *name, size_t name_size,
                                GError **error) {
   BagelBackendKind kind = o->backend;
@@ -78,19 +98,19 @@ static BkBackend *open_backend(const BagelEngineOptions *o, char *name, size_t n
   }
   if (kind == BAGEL_BACKEND_CUDA) {
 #ifdef BAGEL_HAVE_CUDA
-    char msg[256];
-    if (bk_cuda_probe(msg, sizeof msg) <= 0) {
+    char msg[768];
+    BkBackend *be = cuda_backend(msg, sizeof msg);
+    if (!be) {
       g_set_error(error, BAGEL_ERROR, BAGEL_ERROR_BACKEND, "--backend cuda: %s", msg);
       return NULL;
     }
-    g_set_error(error, BAGEL_ERROR, BAGEL_ERROR_BACKEND,
-                "--backend cuda: %s found, but this build's CUDA backend has no model ops yet; "
-                "use --backend cpu", msg);
+    g_strlcpy(name, "cuda", name_size);
+    return be;
 #else
     g_set_error(error, BAGEL_ERROR, BAGEL_ERROR_BACKEND,
                 "--backend cuda: this build has no CUDA backend (configured without nvcc)");
-#endif
     return NULL;
+#endif
   }
   if (kind == BAGEL_BACKEND_COUNT) {
     BkBackend *cb = bk_count_new();
@@ -98,6 +118,20 @@ static BkBackend *open_backend(const BagelEngineOptions *o, char *name, size_t n
     else g_strlcpy(name, "count", name_size);
     return cb;
   }
+#if defined(BAGEL_HAVE_CUDA) && !defined(BAGEL_CUDA_EMU)
+  if (kind == BAGEL_BACKEND_AUTO) {
+    char msg[768];
+    int n = bk_cuda_probe(msg, sizeof msg);
+    if (n > 0) {
+      BkBackend *be = cuda_backend(msg, sizeof msg);
+      if (be) {
+        g_strlcpy(name, "cuda", name_size);
+        return be;
+      }
+      g_warning("%s; using the CPU backend", msg);
+    }
+  }
+#endif
   /* the fast kernels (kernels/cpu/fast_*.c), bit-identical to the reference;
    * BAGEL_CPU_FAST=0 runs the plain reference ops instead */
   const char *fast = g_getenv("BAGEL_CPU_FAST");

@@ -242,6 +242,10 @@ void bk_clear_error(BkBackend *be);
 
 /* Constructors of the backends that are built in. */
 BkBackend *bk_cpu_new(int n_threads);     /* n_threads <= 0: all cores */
+/* The CUDA backend on device 0 (kernels/cuda; builds with BAGEL_HAVE_CUDA only).  NULL
+ * when the host is out of memory; when the device cannot be used the backend is
+ * returned failed (bk_ok false, be->error says why) for the caller to report and free. */
+BkBackend *bk_cuda_new(void);
 void bk_backend_free(BkBackend *be);      /* NULL-safe; calls ops->destroy */
 
 /* ---- the counting backend (kernels/count): computes nothing, counts FLOPs and bytes --- */

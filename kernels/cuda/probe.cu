@@ -33,3 +33,12 @@ extern "C" int bk_cuda_probe(char *msg, size_t msg_size) {
            (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
   return n;
 }
+
+extern "C" void bk_cuda_versions(char *msg, size_t msg_size) {
+  int drv = 0, rt = 0;
+  cudaDriverGetVersion(&drv);
+  cudaRuntimeGetVersion(&rt);
+  (void)cudaGetLastError();
+  snprintf(msg, msg_size, "CUDA driver %d.%d, runtime %d.%d", drv / 1000, drv % 1000 / 10, rt / 1000,
+           rt % 1000 / 10);
+}

@@ -136,3 +136,28 @@ void golden_assert_shape(const StTensor *ref, int nd, const int64_t *shape) {
       g_error("%s: dim %d is %" G_GINT64_FORMAT ", expected %" G_GINT64_FORMAT, ref->name, i,
               ref->shape[skip + i], shape[i]);
 }
+
+const char *golden_take_backend(int *argc, char **argv) {
+  const char *name = "cpu";
+  for (int i = 1; i + 1 < *argc; i++) {
+    if (strcmp(argv[i], "--backend")) continue;
+    name = argv[i + 1];
+    for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
+    *argc -= 2;
+    break;
+  }
+  return name;
+}
+
+BkBackend *golden_backend_new(const char *name) {
+  if (!strcmp(name, "cpu")) return bk_cpu_new(0);
+#ifdef BAGEL_HAVE_CUDA
+  if (!strcmp(name, "cuda")) {
+    BkBackend *be = bk_cuda_new();
+    if (!be || !bk_ok(be)) g_error("--backend cuda: %s", be ? be->error : "out of memory");
+    return be;
+  }
+#endif
+  g_error("--backend %s: not a backend of this build", name);
+  return NULL;
+}

@@ -46,4 +46,11 @@ void golden_assert_u8(const char *what, const guint8 *ours, const StTensor *ref,
 /* the shape of ref equals (n, dims...) after squeezing leading 1s */
 void golden_assert_shape(const StTensor *ref, int nd, const int64_t *shape);
 
+/* The backend a golden test runs on: "cpu" unless argv holds "--backend NAME" (taken out
+ * of argv; call before g_test_init).  The tests are registered once per backend
+ * (tests/golden/meson.build: --backend cuda on the CUDA emulation build). */
+const char *golden_take_backend(int *argc, char **argv);
+/* A new backend of that name (g_error when it cannot be made). */
+struct BkBackend *golden_backend_new(const char *name);
+
 #endif

@@ -57,6 +57,7 @@ struct Desc {
 struct Pref {
   unsigned magic;
   uint64_t max_workspace;
+  uint32_t min_align[4];  // A, B, C, D: what the chosen algorithm may assume (default 256)
 };
 static_assert(sizeof(Layout) <= sizeof(cublasLtMatrixLayoutOpaque_t), "layout storage");
 static_assert(sizeof(Desc) <= sizeof(cublasLtMatmulDescOpaque_t), "desc storage");
@@ -429,7 +430,7 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
   if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
   auto *o = new cublasLtMatmulPreferenceOpaque_t;
-  new (o) Pref{kPrefMagic, 0};
+  new (o) Pref{kPrefMagic, 0, {256, 256, 256, 256}};
   *pref = o;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -448,9 +449,22 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
   const char *fn = "cublasLtMatmulPreferenceSetAttribute";
   Pref *p = pref_of(pref);
   if (!p) return refuse(CUBLAS_STATUS_INVALID_VALUE, "%s: not a preference", fn);
-  if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
-    return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "%s: attribute %d is not emulated", fn, (int)attr);
-  return attr_in(buf, size, &p->max_workspace) ? CUBLAS_STATUS_SUCCESS : BAD_SIZE(fn, attr);
+  int which = -1;
+  switch (attr) {
+  case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES:
+    return attr_in(buf, size, &p->max_workspace) ? CUBLAS_STATUS_SUCCESS : BAD_SIZE(fn, attr);
+  case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES: which = 0; break;
+  case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES: which = 1; break;
+  case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES: which = 2; break;
+  case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: which = 3; break;
+  default: return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "%s: attribute %d is not emulated", fn, (int)attr);
+  }
+  uint32_t a;
+  if (!attr_in(buf, size, &a)) return BAD_SIZE(fn, attr);
+  if (a == 0 || (a & (a - 1)))
+    return refuse(CUBLAS_STATUS_INVALID_VALUE, "%s: minimum alignment %u is not a power of two", fn, a);
+  p->min_align[which] = a;
+  return CUBLAS_STATUS_SUCCESS;
 }
 
 static bool fill_operands(Gemm &g, const void *A, cublasLtMatrixLayout_t Ad, const void *B, cublasLtMatrixLayout_t Bd,
@@ -481,6 +495,9 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
   if (st != CUBLAS_STATUS_SUCCESS) return st;
   memset(&results[0], 0, sizeof results[0]);
   results[0].algo.data[0] = kAlgoMagic;
+  /* the algorithm may assume the preference's pointer alignments (cublasLtMatmul checks) */
+  const Pref *pf = pref_of(pref);
+  for (int i = 0; i < 4; i++) results[0].algo.data[1 + i] = pf->min_align[i];
   results[0].workspaceSize = 0;
   results[0].state = CUBLAS_STATUS_SUCCESS;
   results[0].wavesCount = 1.0f;
@@ -508,6 +525,19 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, con
                   workspace, workspace_size);
   cublasStatus_t st = validate(fn, *d, g, true);
   if (st != CUBLAS_STATUS_SUCCESS) return st;
+  if (algo) {
+    /* Stricter than the library's undefined behaviour: a pointer less aligned than the
+     * heuristic was told (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, default 256). */
+    const Operand *ops[4] = {&g.A, &g.B, &g.C, &g.D};
+    for (int i = 0; i < 4; i++) {
+      uint64_t need = algo->data[1 + i];
+      if (need && (uintptr_t)ops[i]->p % need)
+        return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
+                      "%s: matrix %s (%p) is not %llu-byte aligned, as the algorithm from the heuristic assumes "
+                      "(set CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%s_BYTES)",
+                      fn, ops[i]->name, ops[i]->p, (unsigned long long)need, ops[i]->name);
+    }
+  }
   memcpy(&g.alpha, alpha, sizeof g.alpha);  // host pointer mode: read at the call
   memcpy(&g.beta, beta, sizeof g.beta);
   return submit(fn, g, stream);

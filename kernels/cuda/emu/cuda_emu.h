@@ -275,7 +275,9 @@ static constexpr int warpSize = 32;
 #define __syncthreads_count(p) ::cuemu::block_barrier(1, (p), __FILE__, __LINE__, "__syncthreads_count")
 #define __syncthreads_and(p) ::cuemu::block_barrier(2, (p), __FILE__, __LINE__, "__syncthreads_and")
 #define __syncthreads_or(p) ::cuemu::block_barrier(3, (p), __FILE__, __LINE__, "__syncthreads_or")
-#define __syncwarp(...) ::cuemu::syncwarp_(__FILE__, __LINE__, ##__VA_ARGS__)
+/* __syncwarp() and __syncwarp(mask): a call object, so the empty form needs no GNU
+ * comma-swallowing (which -std=c++17 does not do) */
+#define __syncwarp(...) ::cuemu::SyncwarpAt{__FILE__, __LINE__}(__VA_ARGS__)
 #define __shfl_sync(...) ::cuemu::shfl(::cuemu::SHFL_IDX, __FILE__, __LINE__, "__shfl_sync", __VA_ARGS__)
 #define __shfl_up_sync(...) ::cuemu::shfl(::cuemu::SHFL_UP, __FILE__, __LINE__, "__shfl_up_sync", __VA_ARGS__)
 #define __shfl_down_sync(...) ::cuemu::shfl(::cuemu::SHFL_DOWN, __FILE__, __LINE__, "__shfl_down_sync", __VA_ARGS__)
@@ -286,9 +288,11 @@ static constexpr int warpSize = 32;
 #define __trap() ::cuemu::kernel_fail(__FILE__, __LINE__, "__trap() called")
 
 namespace cuemu {
-inline void syncwarp_(const char *file, int line, unsigned mask = 0xffffffffu) {
-  warp_gather(mask, nullptr, 0, true, file, line, "__syncwarp");
-}
+struct SyncwarpAt {
+  const char *file;
+  int line;
+  void operator()(unsigned mask = 0xffffffffu) const { warp_gather(mask, nullptr, 0, true, file, line, "__syncwarp"); }
+};
 } /* namespace cuemu */
 
 inline void __threadfence() { ::cuemu::tsan_fence(); __atomic_thread_fence(__ATOMIC_SEQ_CST); }
