@@ -159,6 +159,9 @@ BagelEngine *bagel_engine_open(const char *model_dir, const BagelEngineOptions *
                                GError **error);
 void bagel_engine_free(BagelEngine *engine);
 const char *bagel_engine_backend_name(const BagelEngine *engine);
+/* With the auto backend: why a GPU that was found could not be used (one line, ending
+ * "; using the CPU backend"), for the user to see; NULL when there is nothing to say. */
+const char *bagel_engine_backend_note(const BagelEngine *engine);
 
 gboolean bagel_describe(BagelEngine *engine, const BagelImage *image, const char *question,
                         const BagelDescribeParams *params, BagelProgressFunc progress,

@@ -83,7 +83,7 @@ static BkBackend *cuda_backend(char *msg, size_t msg_size) {
  * when a usable one is present (never the emulated one of a -Dcuda-emu build, which is a
  * test vehicle), else the CPU — with a warning when a GPU was found but could not start. */
 static BkBackend *open_backend(const BagelEngineOptions *o, char *name, size_t name_size,
-                               GError **error) {
+                               char **note, GError **error) {
   BagelBackendKind kind = o->backend;
   const char *env = g_getenv("BAGEL_BACKEND");
   if (kind == BAGEL_BACKEND_AUTO && env && *env) {
@@ -128,7 +128,8 @@ static BkBackend *open_backend(const BagelEngineOptions *o, char *name, size_t n
         g_strlcpy(name, "cuda", name_size);
         return be;
       }
-      g_warning("%s; using the CPU backend", msg);
+      *note = g_strdup_printf("%s; using the CPU backend", msg);
+      g_warning("%s", *note);
     }
   }
 #endif
@@ -154,7 +155,7 @@ BagelEngine *bagel_engine_open(const char *model_dir, const BagelEngineOptions *
   }
   BagelEngine *e = g_new0(BagelEngine, 1);
   e->opts = *opts;
-  e->be = open_backend(opts, e->backend_name, sizeof e->backend_name, error);
+  e->be = open_backend(opts, e->backend_name, sizeof e->backend_name, &e->backend_note, error);
   if (!e->be) goto fail;
   Checkpoint *ck = checkpoint_open(model_dir, error);
   if (!ck) goto fail;
@@ -203,7 +204,10 @@ void bagel_engine_free(BagelEngine *e) {
   bagel_model_free(e->model);
   tok_free(e->tok);
   bk_backend_free(e->be);
+  g_free(e->backend_note);
   g_free(e);
 }
 
 const char *bagel_engine_backend_name(const BagelEngine *e) { return e->backend_name; }
+
+const char *bagel_engine_backend_note(const BagelEngine *e) { return e->backend_note; }

@@ -17,6 +17,7 @@ struct BagelEngine {
   BagelTokenizer *tok;
   Arena arena;            /* activations; every call rewinds it */
   char backend_name[32];
+  char *backend_note;       /* why a GPU found by auto could not be used; NULL: none */
 };
 
 #endif

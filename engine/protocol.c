@@ -71,6 +71,7 @@ void bagel_msg_free(BagelMsg *m) {
   g_free(m->stage);
   g_free(m->text);
   g_free(m->reasoning);
+  g_free(m->warning);
   g_free(m->message);
   g_free(m->backend);
   g_free(m->image.pixels);
@@ -440,11 +441,12 @@ static gboolean parse_timings(JsonObject *o, BagelTimings *t, GError **error) {
 
 static gboolean parse_result(JsonObject *o, BagelMsg *m, GError **error) {
   static const char *const keys[] = {"type", "id", "seed", "text", "reasoning", "timings",
-                                     "image", NULL};
+                                     "image", "warning", NULL};
   if (!only_keys(o, "result", keys, error) || !parse_id(o, TRUE, m, error) ||
       !get_int(o, "seed", G_MININT64, G_MAXINT64, TRUE, &m->seed, NULL, error) ||
       !get_string(o, "text", BAGEL_PROTO_MAX_HEADER, FALSE, &m->text, error) ||
-      !get_string(o, "reasoning", BAGEL_PROTO_MAX_HEADER, FALSE, &m->reasoning, error))
+      !get_string(o, "reasoning", BAGEL_PROTO_MAX_HEADER, FALSE, &m->reasoning, error) ||
+      !get_string(o, "warning", 4096, FALSE, &m->warning, error))
     return FALSE;
   GET_OBJECT(timings, o, "timings");
   if (timings && !parse_timings(timings, &m->timings, error)) return FALSE;

@@ -26,7 +26,9 @@
  *   {"type":"accepted","id":N,"position":P}      P jobs are ahead of it (0: runs next)
  *   {"type":"progress","id":N,"stage":"denoise","step":S,"total":T,"elapsed":sec}
  *   {"type":"result","id":N,"seed":S[,"text":"…"][,"reasoning":"…"],
- *    "timings":{…}[,"image":{…}]}
+ *    "timings":{…}[,"image":{…}][,"warning":"…"]}
+ *        warning: something the user should see once (the first result after the
+ *        engine loaded the model: a GPU it found but could not use).
  *   {"type":"error"[,"id":N],"code":"failed"|"io"|"model"|"format"|"invalid-arg"|
  *    "backend"|"cancelled","message":"…"}       (codes mirror BagelErrorCode)
  *   {"type":"cancel","id":N}                      client → server
@@ -139,6 +141,7 @@ typedef struct {
   /* result */
   char *text;
   char *reasoning;
+  char *warning;
   gint64 seed;
   BagelTimings timings;
   /* error */

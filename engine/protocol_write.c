@@ -120,6 +120,7 @@ static char *header_json(const BagelMsg *m, gsize *len) {
     add_string(b, "reasoning", m->reasoning);
     add_timings(b, &m->timings);
     add_image(b, &m->image);
+    add_string(b, "warning", m->warning);
     break;
   case BAGEL_MSG_ERROR:
     if (m->id >= 0) add_int(b, "id", m->id);

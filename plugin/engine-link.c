@@ -71,5 +71,10 @@ BagelMsg *bagel_engine_run(BagelMsg *job, const char *what, char **engine, GErro
   BagelMsg *result = bagel_client_run(client, job, on_progress, &ctx, NULL, error);
   bagel_client_free(client);
   gimp_progress_end();
+  /* e.g. a GPU the engine found but could not use: it runs on the CPU, say so */
+  if (result && result->warning) {
+    bagel_trace("engine warning: %s", result->warning);
+    gimp_message(result->warning);
+  }
   return result;
 }

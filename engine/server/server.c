@@ -57,6 +57,7 @@ struct Server {
   char *backend;
   GMainLoop *loop;
   BagelEngine *engine;      /* worker thread only */
+  gboolean note_pending;    /* worker thread only: the engine's backend note is unsent */
 };
 
 static void slog(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
@@ -355,6 +356,7 @@ static gboolean ensure_engine(Server *s, Job *j, GError **error) {
   s->backend = g_strdup(bagel_engine_backend_name(s->engine));
   g_mutex_unlock(&s->lock);
   slog("model loaded in %.1f s (backend %s)", dt, bagel_engine_backend_name(s->engine));
+  s->note_pending = bagel_engine_backend_note(s->engine) != NULL;
   on_progress("load", 1, 1, dt, j);
   return TRUE;
 }
@@ -407,6 +409,10 @@ static void run_job(Server *s, Job *j) {
     res->text = g_strdup(r.text);
     res->reasoning = g_strdup(r.reasoning);
     res->timings = r.timings;
+    if (s->note_pending) {   /* once per model load: the first result carries it */
+      res->warning = g_strdup(bagel_engine_backend_note(s->engine));
+      s->note_pending = FALSE;
+    }
     if (r.image.pixels) {
       res->image = (BagelProtoImage){r.image.width, r.image.height, 3, r.image.pixels};
       r.image.pixels = NULL;

@@ -13,7 +13,7 @@
  * Progress: edit/generate report "denoise" steps 1..steps−1, describe "decode" 1..8,
  * sleeping BAGEL_FAKE_STEP_MS (default 0) milliseconds before each, so tests can cancel
  * or kill mid-job; open sleeps BAGEL_FAKE_LOAD_MS.  Backend name: "cpu" for
- * BAGEL_BACKEND_CPU, else "fake".
+ * BAGEL_BACKEND_CPU, else "fake"; backend note: BAGEL_FAKE_BACKEND_NOTE.
  *
  * Linked only into bagel-engine-fake (tests/server), never installed, never into the
  * product: bagel-engine links libbagel.
@@ -88,6 +88,14 @@ void bagel_engine_free(BagelEngine *e) { g_free(e); }
 
 const char *bagel_engine_backend_name(const BagelEngine *e) {
   return e->backend == BAGEL_BACKEND_CPU ? "cpu" : "fake";
+}
+
+/* BAGEL_FAKE_BACKEND_NOTE: the note a real engine gives when it found a GPU it could not
+ * use (the server sends it with the first result after a load). */
+const char *bagel_engine_backend_note(const BagelEngine *e) {
+  (void)e;
+  const char *v = g_getenv("BAGEL_FAKE_BACKEND_NOTE");
+  return v && *v ? v : NULL;
 }
 
 /* Report n steps of a stage; FALSE (and the cancel error) when the callback says stop. */

@@ -99,6 +99,7 @@ static void test_round_trip_others(void) {
   m->seed = 987654321987LL;
   m->text = g_strdup("a cat");
   m->reasoning = g_strdup("I think");
+  m->warning = g_strdup("no usable GPU; using the CPU backend");
   m->timings.total = 12.5;
   m->timings.denoise_steps = 49;
   guint8 rgb[2 * 2 * 3] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
@@ -107,6 +108,7 @@ static void test_round_trip_others(void) {
   g_assert_cmpint(r->seed, ==, 987654321987LL);
   g_assert_cmpstr(r->text, ==, "a cat");
   g_assert_cmpstr(r->reasoning, ==, "I think");
+  g_assert_cmpstr(r->warning, ==, "no usable GPU; using the CPU backend");
   g_assert_true(r->timings.total == 12.5);
   g_assert_cmpint(r->timings.denoise_steps, ==, 49);
   g_assert_cmpmem(r->image.pixels, 12, rgb, 12);

@@ -410,6 +410,31 @@ static void test_kill_mid_job(Fx *fx, gconstpointer data) {
   bagel_client_free(c);
 }
 
+/* A GPU the engine found but could not use: the note reaches the user with the first
+ * result after the model is loaded, and only then (the plug-in shows it). */
+static void test_backend_warning(Fx *fx, gconstpointer data) {
+  g_setenv("BAGEL_FAKE_BACKEND_NOTE", "the CUDA backend cannot start: GPU X (sm_75) is too old; "
+           "using the CPU backend", TRUE);
+  BagelClient *c = connect_engine(fx);
+  g_unsetenv("BAGEL_FAKE_BACKEND_NOTE");
+  GError *e = NULL;
+  for (int i = 0; i < 2; i++) {
+    BagelMsg *job = edit_job(4, 4, 3, 0, 5, 2);
+    BagelMsg *r = bagel_client_run(c, job, NULL, NULL, NULL, &e);
+    g_assert_no_error(e);
+    assert_edit_result(r, 4, 4, 0, 5);
+    if (i == 0) {
+      g_assert_nonnull(r->warning);
+      g_assert_nonnull(strstr(r->warning, "sm_75"));
+    } else {
+      g_assert_null(r->warning);
+    }
+    bagel_msg_free(r);
+    bagel_msg_free(job);
+  }
+  bagel_client_free(c);
+}
+
 static void test_idle_exit(Fx *fx, gconstpointer data) {
   g_setenv("BAGEL_IDLE_TIMEOUT", "1", TRUE);
   BagelClient *c = connect_engine(fx);
@@ -448,6 +473,7 @@ int main(int argc, char **argv) {
   ADD_FX_TEST("/server/cancel/disconnect", test_disconnect_cancels);
   ADD_FX_TEST("/server/kill-mid-job", test_kill_mid_job);
   ADD_FX_TEST("/server/idle-exit", test_idle_exit);
+  ADD_FX_TEST("/server/backend-warning", test_backend_warning);
   add_setup_tests();
   return g_test_run();
 }
