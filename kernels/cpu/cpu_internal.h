@@ -44,14 +44,36 @@ static inline float ld_f(const BkTensor *t, int64_t i) {
 }
 
 /* Store v into element i, rounding to the tensor's dtype. */
+/* fp32 -> IEEE binary16, round to nearest even (as torch's .half()); overflow to ±inf,
+ * subnormals kept, NaN -> quiet NaN.  Plain C: Debian's clang 14 has no x86 _Float16. */
+static inline uint16_t f32_to_f16(float v) {
+  uint32_t x;
+  memcpy(&x, &v, sizeof x);
+  const uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);            /* NaN */
+  if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);           /* >= 65520: inf */
+  if (ax < 0x38800000u) {                                              /* < 2^-14 */
+    if (ax < 0x33000000u) return (uint16_t)sign;                       /* <= 2^-25: 0 */
+    const uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - e, q = m >> shift, r = m & ((1u << shift) - 1);
+    const uint32_t half = 1u << (shift - 1);
+    return (uint16_t)(sign | (q + (r > half || (r == half && (q & 1)))));
+  }
+  uint32_t h = ((ax >> 23) - 112) << 10 | (ax & 0x7fffffu) >> 13;
+  const uint32_t r = ax & 0x1fffu;
+  h += r > 0x1000u || (r == 0x1000u && (h & 1));
+  return (uint16_t)(sign | h);
+}
+
 static inline void st_f(BkTensor *t, int64_t i, float v) {
   if (t->dt == BK_F32) ((float *)t->data)[i] = v;
+  else if (t->dt == BK_F16) ((uint16_t *)t->data)[i] = f32_to_f16(v);
   else ((uint16_t *)t->data)[i] = bk_f32_to_bf16(v);
 }
 
 /* Round v as a store into dtype dt would. */
 static inline float round_to(BkDType dt, float v) {
-  return dt == BK_BF16 ? bk_round_bf16(v) : v;
+  return dt == BK_BF16 ? bk_round_bf16(v) : dt == BK_F16 ? f16_to_f32(f32_to_f16(v)) : v;
 }
 
 static inline bool is_float_dt(BkDType dt) {

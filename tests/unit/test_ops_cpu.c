@@ -222,6 +222,14 @@ static void test_pointwise(void) {
   for (int64_t i = 0; i < 15; i++) g_assert_cmpfloat(at(&f, i), ==, at(&a, i) * 0.5f - 1.0f);
   be->ops->convert(be, &s.t, &a.t);
   for (int64_t i = 0; i < 15; i++) g_assert_cmpfloat(at(&s, i), ==, bk_round_bf16(at(&a, i)));
+  /* into f16: IEEE binary16 bits (a bug once stored bf16 bits there) */
+  Buf h32 = buf2(BK_F32, 1, 6), h16 = buf2(BK_F16, 1, 6);
+  const float hv[6] = {1.0f / 3.0f, -2.5f, 65504.0f, 70000.0f, 1e-7f, 0.0f};
+  const uint16_t hbits[6] = {0x3555, 0xc100, 0x7bff, 0x7c00, 0x0002, 0x0000};
+  memcpy(h32.mem, hv, sizeof hv);
+  be->ops->convert(be, &h16.t, &h32.t);
+  for (int i = 0; i < 6; i++) g_assert_cmphex(((uint16_t *)h16.mem)[i], ==, hbits[i]);
+  g_free(h32.mem); g_free(h16.mem);
   CHECK_OK();
   g_free(g.mem); g_free(u.mem); g_free(y.mem); g_free(a.mem); g_free(b.mem); g_free(s.mem);
   g_free(f.mem);
