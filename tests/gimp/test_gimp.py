@@ -588,6 +588,45 @@ def engine_killed_mid_job():
     img.delete()
 
 
+@case
+def backend_warning_shown():
+    """A GPU the engine found but could not use: the engine runs on the CPU and the plug-in
+    shows why (gimp_message), once per engine start.  The fake engine takes the note from
+    BAGEL_FAKE_BACKEND_NOTE_FILE when it loads (run-gimp-tests sets the path)."""
+    note_file = os.environ.get('BAGEL_FAKE_BACKEND_NOTE_FILE')
+    if not note_file or not TRACE:
+        raise Skip('needs the fake engine and the plug-in trace')
+    img = new_image(16, 16)
+    src = add_layer(img, 16, 16, pattern)
+    run_ok('plug-in-bagel-edit', img, [src], instruction='warm up', seed=1, steps=2)
+    note = 'the CUDA backend cannot start: test GPU (sm_75) is too old; using the CPU backend'
+    with open(note_file, 'w') as f:
+        f.write(note + '\n')
+    try:
+        first = engine_pid()
+        check(first, 'no engine.pid')
+        os.kill(first, 9)   # the next call starts a fresh engine, which loads with the note
+        for _ in range(100):
+            if not os.path.exists('/proc/%d' % first) or \
+                    open('/proc/%d/stat' % first).read().split()[2] == 'Z':
+                break
+            time.sleep(0.05)
+        shown = []
+        for i in range(2):
+            open(TRACE, 'w').close()
+            layer, _ = run_ok('plug-in-bagel-edit', img, [src], instruction='on the cpu',
+                              seed=3, steps=2)
+            check(pixels(layer) == fake_edit(pixels(src), 3), 'pixels')
+            shown.append([l for l in open(TRACE).read().split('\n')
+                          if l.startswith('engine warning: ')])
+        check(engine_pid() != first, 'the same engine pid')
+        check(shown[0] == ['engine warning: ' + note], 'first result: %r' % shown[0])
+        check(shown[1] == [], 'the warning came again: %r' % shown[1])
+    finally:
+        os.remove(note_file)
+    img.delete()
+
+
 # ---- dialogs (under Xvfb, BAGEL_DIALOG_TEST) -----------------------------------------------------
 
 def labels(node, acc):

@@ -13,7 +13,8 @@
  * Progress: edit/generate report "denoise" steps 1..steps−1, describe "decode" 1..8,
  * sleeping BAGEL_FAKE_STEP_MS (default 0) milliseconds before each, so tests can cancel
  * or kill mid-job; open sleeps BAGEL_FAKE_LOAD_MS.  Backend name: "cpu" for
- * BAGEL_BACKEND_CPU, else "fake"; backend note: BAGEL_FAKE_BACKEND_NOTE.
+ * BAGEL_BACKEND_CPU, else "fake"; backend note: BAGEL_FAKE_BACKEND_NOTE or
+ * BAGEL_FAKE_BACKEND_NOTE_FILE.
  *
  * Linked only into bagel-engine-fake (tests/server), never installed, never into the
  * product: bagel-engine links libbagel.
@@ -26,6 +27,7 @@
 struct BagelEngine {
   BagelBackendKind backend;
   int step_ms;
+  char *note;
 };
 
 static int env_ms(const char *name) {
@@ -81,22 +83,31 @@ BagelEngine *bagel_engine_open(const char *model_dir, const BagelEngineOptions *
   BagelEngine *e = g_new0(BagelEngine, 1);
   e->backend = opts ? opts->backend : BAGEL_BACKEND_AUTO;
   e->step_ms = env_ms("BAGEL_FAKE_STEP_MS");
+  /* the backend note: BAGEL_FAKE_BACKEND_NOTE, or the first line of the file named by
+   * BAGEL_FAKE_BACKEND_NOTE_FILE when it exists at open (a test inside GIMP, whose
+   * environment is fixed at start, switches it that way) */
+  const char *note = g_getenv("BAGEL_FAKE_BACKEND_NOTE"), *file = g_getenv("BAGEL_FAKE_BACKEND_NOTE_FILE");
+  if (note && *note) e->note = g_strdup(note);
+  else if (file && *file && g_file_get_contents(file, &e->note, NULL, NULL)) {
+    g_strdelimit(e->note, "\n", '\0');
+    if (!*e->note) g_clear_pointer(&e->note, g_free);
+  }
   return e;
 }
 
-void bagel_engine_free(BagelEngine *e) { g_free(e); }
+void bagel_engine_free(BagelEngine *e) {
+  if (!e) return;
+  g_free(e->note);
+  g_free(e);
+}
 
 const char *bagel_engine_backend_name(const BagelEngine *e) {
   return e->backend == BAGEL_BACKEND_CPU ? "cpu" : "fake";
 }
 
-/* BAGEL_FAKE_BACKEND_NOTE: the note a real engine gives when it found a GPU it could not
- * use (the server sends it with the first result after a load). */
-const char *bagel_engine_backend_note(const BagelEngine *e) {
-  (void)e;
-  const char *v = g_getenv("BAGEL_FAKE_BACKEND_NOTE");
-  return v && *v ? v : NULL;
-}
+/* The note a real engine gives when it found a GPU it could not use (the server sends it
+ * with the first result after a load); set at open, see bagel_engine_open. */
+const char *bagel_engine_backend_note(const BagelEngine *e) { return e->note; }
 
 /* Report n steps of a stage; FALSE (and the cancel error) when the callback says stop. */
 static gboolean steps(BagelEngine *e, const char *stage, int n, BagelProgressFunc progress,
