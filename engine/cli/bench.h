@@ -22,6 +22,7 @@ typedef struct {
   char *settings;            /* JSON object text, owned */
   double util;               /* < 0: none */
   const char *util_of;
+  double util_w;             /* share of the weights' own read rate (decode); < 0: none */
 } Fig;
 
 typedef struct {
@@ -40,6 +41,7 @@ typedef struct Bench {
   Fig figs[MAX_FIGS];
   int nfigs;
   ProbeResult probe;
+  ProbeFigure weights_gb_s;  /* streaming read over the weights decode reads (n = 0: none) */
   JsonBuilder *peers;        /* peer name -> figures */
   char peer_name[256];
   double peer_prefill[MAX_RUNS], peer_decode[MAX_RUNS];

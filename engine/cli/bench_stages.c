@@ -39,6 +39,7 @@ Fig *bench_fig(Bench *b, const char *name, const char *unit, const char *setting
   g_strlcpy(f->name, name, sizeof f->name);
   f->unit = unit;
   f->util = -1;
+  f->util_w = -1;
   va_list ap;
   va_start(ap, settings_fmt);
   f->settings = g_strdup_vprintf(settings_fmt, ap);
@@ -153,6 +154,33 @@ static gboolean lock_weights(Bench *b, BagelEngine *e, GError **error) {
   }
   fprintf(stderr, "[bench] %.2f GB of weights locked in RAM\n", locked / 1e9);
   return TRUE;
+}
+
+/* The read rate of the weights a decode step streams (the und layers and lm_head), in
+ * place: the checkpoint's page-cache pages, not a fresh buffer. */
+static void probe_weights(Bench *b, BagelEngine *e) {
+  const Checkpoint *ck = e->model->ck;
+  GPtrArray *ptrs = g_ptr_array_new();
+  GArray *lens = g_array_new(FALSE, FALSE, sizeof(size_t));
+  for (guint i = 0; i < ck->expected->len; i++) {
+    const CkptSpec *s = ck->expected->pdata[i];
+    if (s->file != CKPT_FILE_EMA || strstr(s->name, "_moe_gen") ||
+        !(g_str_has_prefix(s->name, "language_model.model.layers.") ||
+          !strcmp(s->name, "language_model.lm_head.weight")))
+      continue;
+    const StTensor *t = ckpt_tensor(ck, s->name);
+    if (!t || !t->data || t->nbytes < ((size_t)1 << 20)) continue;
+    g_ptr_array_add(ptrs, (gpointer)t->data);
+    size_t n = t->nbytes;
+    g_array_append_val(lens, n);
+  }
+  probe_read_ranges(&b->weights_gb_s, (const void *const *)ptrs->pdata, (const size_t *)lens->data,
+                    (int)ptrs->len, b->threads, 3);
+  if (b->weights_gb_s.n)
+    fprintf(stderr, "[bench] the weights themselves read at %.1f GB/s (%u tensors of >= 1 MiB)\n",
+            b->weights_gb_s.median, ptrs->len);
+  g_ptr_array_free(ptrs, TRUE);
+  g_array_free(lens, TRUE);
 }
 
 static void synthetic_image(int w, int h, guint8 *rgb) {
@@ -394,6 +422,7 @@ gboolean bench_run_measured(Bench *b, GError **error) {
   if (!(e = open_engine(b, FALSE, error))) return FALSE;
   b->cur = e;
   if (b->mlock && !lock_weights(b, e, error)) goto fail;
+  if (bench_has_stage(b, "llm") || bench_has_stage(b, "describe")) probe_weights(b, e);
   for (int r = 0; r < R; r++) {
     b->run = r;
     if (bench_has_stage(b, "llm")) {

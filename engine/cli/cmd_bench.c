@@ -60,6 +60,15 @@ static void set_util(Bench *b, const char *name, double work_per_unit, double li
   }
 }
 
+static void set_util_w(Bench *b, const char *name, double bytes_per_token) {
+  const double bw = b->weights_gb_s.n ? b->weights_gb_s.median * 1e9 : 0;
+  for (int i = 0; i < b->nfigs; i++) {
+    Fig *f = &b->figs[i];
+    if (strcmp(f->name, name) || !f->n || bw <= 0 || bytes_per_token <= 0) continue;
+    f->util_w = bench_fig_median(f) * bytes_per_token / bw;
+  }
+}
+
 static void measured_utils(Bench *b) {
   const double peak = compute_peak(b), fp32 = b->probe.fp32_gflops.median * 1e9,
                bw = b->probe.mem_gb_s.median * 1e9;
@@ -69,10 +78,14 @@ static void measured_utils(Bench *b) {
   Acc *a;
   if ((a = g_hash_table_lookup(b->acc, "llm.prefill")))
     set_util(b, "prefill", acc_total(a) / b->prompt_tokens, peak, cp);
-  if ((a = g_hash_table_lookup(b->acc, "llm.decode")))
+  if ((a = g_hash_table_lookup(b->acc, "llm.decode"))) {
     set_util(b, "decode", acc_bytes(a) / b->decode_tokens, bw, mb);
-  if ((a = g_hash_table_lookup(b->acc, "describe.decode")))
+    set_util_w(b, "decode", acc_bytes(a) / b->decode_tokens);
+  }
+  if ((a = g_hash_table_lookup(b->acc, "describe.decode"))) {
     set_util(b, "describe.decode", acc_bytes(a) / b->decode_tokens, bw, mb);
+    set_util_w(b, "describe.decode", acc_bytes(a) / b->decode_tokens);
+  }
   if ((a = g_hash_table_lookup(b->acc, "vae.encode"))) set_util(b, "vae.encode", acc_total(a), fp32, f32);
   if ((a = g_hash_table_lookup(b->acc, "vae.decode"))) set_util(b, "vae.decode", acc_total(a), fp32, f32);
   for (int k = 0; k < 2; k++) {
@@ -231,6 +244,10 @@ static void add_figure(JsonBuilder *jb, const Fig *f) {
     json_builder_set_member_name(jb, "util_of");
     json_builder_add_string_value(jb, f->util_of);
   }
+  if (f->util_w >= 0) {
+    json_builder_set_member_name(jb, "util_weights_read");
+    json_builder_add_double_value(jb, f->util_w);
+  }
   json_builder_end_object(jb);
 }
 
@@ -273,6 +290,11 @@ static gboolean write_results(Bench *b, const char *label, GPtrArray *notes, GEr
     add_probe_figure(jb, "peak_tflops_fp32", &b->probe.fp32_gflops, 1e-3);
     add_probe_figure(jb, "peak_tflops_amx_bf16", &b->probe.amx_bf16_gflops, 1e-3);
     add_probe_figure(jb, "mem_gb_s", &b->probe.mem_gb_s, 1);
+    if (b->weights_gb_s.n) {
+      add_probe_figure(jb, "weights_read_gb_s", &b->weights_gb_s, 1);
+      KV("weights_read_how", "streaming read over the checkpoint's own mapped und-layer and lm_head "
+                             "weights, in place (median of 3); util_weights_read is a share of it");
+    }
     KV("how", "measured by tests/bench/probe.c in this run (median of 5; VDPBF16PS, FMA, TDPBF16PS, streaming read)");
     KV("amx", b->probe.amx_note);
   } else {
@@ -309,7 +331,7 @@ static gboolean write_results(Bench *b, const char *label, GPtrArray *notes, GEr
   if (b->npeer) {
     json_builder_set_member_name(jb, b->peer_name);
     json_builder_begin_object(jb);
-    Fig pf = {.unit = "tok/s", .n = b->npeer, .util = -1}, df = pf;
+    Fig pf = {.unit = "tok/s", .n = b->npeer, .util = -1, .util_w = -1}, df = pf;
     g_strlcpy(pf.name, "prefill", sizeof pf.name);
     g_strlcpy(df.name, "decode", sizeof df.name);
     memcpy(pf.runs, b->peer_prefill, sizeof(double) * (size_t)b->npeer);
@@ -361,6 +383,7 @@ static void print_summary(const Bench *b, GPtrArray *notes) {
     if (b->dev && strchr(f->name, '@')) continue;
     fprintf(o, "  %-28s %10.4g %-5s", f->name, bench_fig_median(f), f->unit);
     if (f->util >= 0) fprintf(o, "  %5.1f%% of %s", 100 * f->util, f->util_of);
+    if (f->util_w >= 0) fprintf(o, ", %.1f%% of the weights' own read rate", 100 * f->util_w);
     fprintf(o, "\n");
   }
   for (guint i = 0; i < notes->len; i++) fprintf(o, "  note: %s\n", (char *)notes->pdata[i]);

@@ -1,6 +1,7 @@
 /* kernels/cpu/fast_backend.c — the fast CPU backend (fast_backend.h): the reference
  * backend with a copy of its op table in which linear and attention point to the fast
- * kernels.  The table lives in the backend (no global state); the reference's impl
+ * kernels (bit-identical to the reference's) and conv2d to the FMA variant of the
+ * reference's convolution (the VAE's, within its tolerance; cpu_conv.c).  The table lives in the backend (no global state); the reference's impl
  * (thread count) is untouched, so every reference op runs as before.
  *
  * The summation order the fast kernels follow must be the reference's: FAST_LINEAR_ORDER
@@ -9,12 +10,14 @@
 #include "fast_backend.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "fast_attention.h"
+#include "cpu_internal.h"
 #include "fast_gemm.h"
 
 #define FAST_LINEAR_ORDER FG_ORDER_PAIRS     /* cpu_linear.c: pairs, the odd term first */
@@ -138,6 +141,10 @@ BkBackend *bk_cpu_fast_new(int n_threads) {
   ft->ops.destroy = fast_destroy;
   ft->ops.linear = fast_linear;
   ft->ops.attention = fast_attention;
+  /* the VAE: FMA, within its 1e-4 golden tolerance; BAGEL_CPU_CONV=exact keeps the
+   * reference's mul+add kernel (A/B benches) */
+  const char *conv = getenv("BAGEL_CPU_CONV");
+  if (!conv || strcmp(conv, "exact")) ft->ops.conv2d = cpu_conv2d_fma;
   ft->kernel = fg_pick(FAST_LINEAR_ORDER);
   ft->gemm = fg_work_new(n_threads);
   ft->attn = fa_work_new(n_threads);

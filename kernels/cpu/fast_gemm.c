@@ -442,15 +442,24 @@ static void run_task(const Plan *pl, int64_t nb, int64_t m0, int64_t m1, void *p
  * straight away: no panel in memory.  Two row groups per task give two independent
  * accumulator chains; the next chunk of each row is prefetched. */
 
+#define FG_PF 128   /* prefetch distance in k (4 cache lines of a row) */
 #define GEMV_GROUP(NAME, ATTR, DP)                                                          \
   ATTR static __attribute__((always_inline)) inline __m512 NAME(                              \
       const FgGemm *g, int64_t n0, int64_t k, int np, bool pairs, const uint16_t *xb,          \
       const float *xf, __m512 acc) {                                                          \
     __m512i v[16];                                                                            \
     load_rows16(g, n0, k, v);                                                                 \
-    for (int r = 0; r < 16; r++)                                                              \
-      if (n0 + r < g->N)                                                                      \
-        _mm_prefetch((const char *)(g->w + (n0 + r) * g->ldw + k + 128), _MM_HINT_T0);        \
+    /* the next chunk of each row; past the row's end, the next task's rows (a task's  \
+     * rows are short in the 1.5B model: K = 1536 is 48 chunks) */                          \
+    for (int r = 0; r < 16; r++) {                                                            \
+      int64_t pk = k + FG_PF, row = n0 + r;                                                   \
+      if (pk >= g->K) {                                                                       \
+        pk -= g->K;                                                                           \
+        row += 32;                                                                            \
+      }                                                                                       \
+      if (row < g->N && pk < g->K)                                                            \
+        _mm_prefetch((const char *)(g->w + row * g->ldw + pk), _MM_HINT_T0);                  \
+    }                                                                                         \
     transpose16(v);                                                                           \
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);                                   \
     for (int c = 0; c < np; c++) {                                                            \
@@ -530,6 +539,18 @@ static FgKernel calibrate(FgOrder order) {
 }
 #endif
 
+/* Row m of x into the scratch: bf16 with a zero pad to kpad, and fp32 for the FMA kernel. */
+static void copy_x_row(FgWork *w, const FgGemm *g, int64_t m, int64_t kpad, bool fma) {
+  uint16_t *d = w->xb + m * kpad;
+  memcpy(d, g->x + m * g->ldx, (size_t)g->K * 2);
+  if (kpad > g->K) d[g->K] = 0;
+  if (fma)
+    for (int64_t k = 0; k < kpad; k++) {
+      union { uint32_t u; float f; } v = { (uint32_t)d[k] << 16 };
+      w->xf[m * kpad + k] = v.f;
+    }
+}
+
 bool fg_gemm(FgWork *w, const FgGemm *g, FgOrder order, FgKernel kernel) {
   if (!fg_kernel_supported(kernel, order)) return false;
 #ifdef FG_X86
@@ -558,26 +579,25 @@ bool fg_gemm(FgWork *w, const FgGemm *g, FgOrder order, FgKernel kernel) {
   }
   Plan pl = {.g = g, .kernel = kernel, .pairs = order == FG_ORDER_PAIRS, .kpad = kpad,
              .xb = w->xb, .xf = w->xf, .bias = g->bias};
+  if (g->M == 1) {
+    /* decode: x is one row, prepared here; the threads then start on the weights at
+     * once (no barrier before the stream), and the only barrier is the region's end.
+     * dynamic: on a shared machine a descheduled or late-waking thread's share moves to
+     * the other; small chunks keep the wait at that barrier short. */
+    copy_x_row(w, g, 0, kpad, fma);
+    const int64_t ntasks = (g->N + 31) / 32;
+    int64_t chunk = ntasks / (8 * (int64_t)nt);
+    chunk = chunk < 1 ? 1 : chunk > 8 ? 8 : chunk;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, chunk)
+    for (int64_t n0 = 0; n0 < ntasks; n0++) gemv_task(&pl, n0 * 32);
+    return true;
+  }
 #pragma omp parallel num_threads(nt)
   {
 #pragma omp for schedule(static)
-    for (int64_t m = 0; m < g->M; m++) {
-      uint16_t *d = w->xb + m * kpad;
-      memcpy(d, g->x + m * g->ldx, (size_t)g->K * 2);
-      if (kpad > g->K) d[g->K] = 0;
-      if (fma)
-        for (int64_t k = 0; k < kpad; k++) {
-          union { uint32_t u; float f; } v = { (uint32_t)d[k] << 16 };
-          w->xf[m * kpad + k] = v.f;
-        }
-    }
-    if (g->M == 1) {
-      /* dynamic: on a shared machine a descheduled thread's share moves to the other */
-#pragma omp for schedule(dynamic, 8)
-      for (int64_t n0 = 0; n0 < (g->N + 31) / 32; n0++) gemv_task(&pl, n0 * 32);
-    }
-#pragma omp for schedule(dynamic)
-    for (int64_t task = 0; task < (g->M == 1 ? 0 : nblocks * mchunks); task++) {
+    for (int64_t m = 0; m < g->M; m++) copy_x_row(w, g, m, kpad, fma);
+#pragma omp for schedule(dynamic) nowait
+    for (int64_t task = 0; task < nblocks * mchunks; task++) {
 #ifdef _OPENMP
       const int t = omp_get_thread_num();
 #else

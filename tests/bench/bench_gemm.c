@@ -2,6 +2,7 @@
  * libraries in Debian against our kernels (docs/performance.md, "Choosing the GEMM").
  *
  *   build/tests/bench/bench_gemm [--threads N] [--reps R] [--m LIST] [--only LIST]
+ *                                [--shapes KxN,...] [--weights-file FILE]
  *
  * Contenders, run interleaved (one call each per round, so that the machine's load hits
  * all alike), median of the rounds:
@@ -15,11 +16,18 @@
  *                below); a reference point only: fp32 weights are twice the bytes
  * Each oneDNN / OpenBLAS result is compared bit for bit with ours in the pair order (fp32
  * outputs, before any rounding): "mismatch" counts the outputs that differ.
- * M = 1 reads the weights from a pool larger than the last-level cache, as decode does. */
+ * M = 1 reads the weights from a pool larger than the last-level cache, as decode does;
+ * with --weights-file the pool is that file (a checkpoint of >= 1 GiB) mapped and locked
+ * in place, which is how the engine reads its weights: on this project's VM those pages
+ * stream ~25% slower than a fresh buffer (docs/performance.md). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -179,12 +187,14 @@ static void run_one(Case *c, FgWork *work, int which, int wi) {
 
 int main(int argc, char **argv) {
   int nt = 0, reps = 3;
-  const char *mlist = "1,16,512,4096", *only = NULL;
+  const char *mlist = "1,16,512,4096", *only = NULL, *slist = NULL, *wfile = NULL;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--threads")) nt = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--m")) mlist = argv[i + 1];
     else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
+    else if (!strcmp(argv[i], "--shapes")) slist = argv[i + 1];   /* KxN,KxN,... */
+    else if (!strcmp(argv[i], "--weights-file")) wfile = argv[i + 1];
   }
 #ifdef _OPENMP
   if (nt > 0) omp_set_num_threads(nt);
@@ -196,19 +206,59 @@ int main(int argc, char **argv) {
   openblas_set_num_threads(nt);
 #endif
   if (reps > 15) reps = 15;
-  const int64_t shapes[][2] = {{3584, 3584}, {3584, 18944}, {18944, 3584}, {1536, 8960}};
+  int64_t shapes[16][2] = {{3584, 3584}, {3584, 18944}, {18944, 3584}, {1536, 8960}};
+  size_t nshapes = 4;
+  if (slist) {
+    nshapes = 0;
+    char *sl = strdup(slist);
+    for (char *tok = strtok(sl, ","); tok && nshapes < 16; tok = strtok(NULL, ",")) {
+      long long k = 0, n = 0;
+      if (sscanf(tok, "%lldx%lld", &k, &n) != 2 || k <= 0 || n <= 0) {
+        fprintf(stderr, "bench_gemm: --shapes wants KxN[,KxN...], got '%s'\n", tok);
+        return 2;
+      }
+      shapes[nshapes][0] = k;
+      shapes[nshapes++][1] = n;
+    }
+    free(sl);
+  }
   FgWork *work = fg_work_new(nt);
   printf("| M | K | N | contender | median ms | GFLOP/s | GB/s (weights) | runs ms | mismatch vs ours |\n");
   printf("|---|---|---|---|---|---|---|---|---|\n");
   char *ml = strdup(mlist);
   for (char *tok = strtok(ml, ","); tok; tok = strtok(NULL, ",")) {
     const int64_t M = atoll(tok);
-    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+    for (size_t s = 0; s < nshapes; s++) {
       Case c = {.M = M, .K = shapes[s][0], .N = shapes[s][1]};
       const size_t wbytes = (size_t)(c.N * c.K) * 2;
       c.nw = M == 1 ? (int)((((size_t)1 << 30) + wbytes - 1) / wbytes) : 1;
       c.w = calloc((size_t)c.nw, sizeof *c.w);
-      for (int i = 0; i < c.nw; i++) {
+      /* --weights-file: the weights are slices of a (checkpoint) file mapped and locked
+       * in place, as the engine reads them, instead of a fresh buffer */
+      static uint8_t *fmap;
+      static size_t fsize;
+      if (wfile && !fmap) {
+        const int fd = open(wfile, O_RDONLY);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) || (size_t)st.st_size < ((size_t)1 << 30)) {
+          fprintf(stderr, "bench_gemm: --weights-file %s: cannot open, or smaller than 1 GiB\n", wfile);
+          return 2;
+        }
+        fsize = (size_t)st.st_size;
+        fmap = mmap(NULL, fsize, PROT_READ, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (fmap == MAP_FAILED) {
+          perror("bench_gemm: mmap");
+          return 2;
+        }
+        if (mlock(fmap, fsize)) perror("bench_gemm: mlock (going on unlocked)");
+      }
+      if (fmap && wbytes + 8192 > fsize) {
+        fprintf(stderr, "bench_gemm: --weights-file is smaller than one weight matrix\n");
+        return 2;
+      }
+      for (int i = 0; fmap && i < c.nw; i++) c.w[i] = (uint16_t *)(void *)(fmap + 4096 + ((size_t)i * wbytes) % (fsize - wbytes - 8192) / 64 * 64);
+      for (int i = 0; !fmap && i < c.nw; i++) {
         c.w[i] = aligned_alloc(64, (wbytes + 63) & ~(size_t)63);
         for (int64_t j = 0; j < c.N * c.K; j++) c.w[i][j] = bk_f32_to_bf16(frand() * 0.05f);
       }
@@ -267,7 +317,7 @@ int main(int argc, char **argv) {
 #ifdef BENCH_HAVE_DNNL
       dnnl_teardown(&c);
 #endif
-      for (int i = 0; i < c.nw; i++) free(c.w[i]);
+      for (int i = 0; !wfile && i < c.nw; i++) free(c.w[i]);
       free(c.w);
       free(c.x);
       free(c.y);

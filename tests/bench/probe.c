@@ -195,6 +195,56 @@ static void probe_bandwidth(ProbeResult *r, int reps, size_t bytes) {
   figure_finish(&r->mem_gb_s);
 }
 
+void probe_read_ranges(ProbeFigure *out, const void *const *ptrs, const size_t *lens,
+                       int count, int threads, int reps) {
+  out->n = 0;
+  if (count <= 0) return;
+  if (reps > 16) reps = 16;
+#ifdef _OPENMP
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+#else
+  const int nt = 1;
+  (void)threads;
+#endif
+#ifdef PROBE_X86
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+#endif
+  volatile uint64_t sink = 0;
+  for (int rep = -1; rep < reps; rep++) {   /* rep -1: warm-up */
+    double bytes = 0;
+    uint64_t x = 0;
+    const double t0 = now_s();
+    for (int i = 0; i < count; i++) {
+      /* 64-byte aligned middle of the range, split in equal 256-byte multiples */
+      const uintptr_t a = ((uintptr_t)ptrs[i] + 63) & ~(uintptr_t)63;
+      const uintptr_t e = ((uintptr_t)ptrs[i] + lens[i]) & ~(uintptr_t)63;
+      if (e <= a + 256 * (uintptr_t)nt) continue;
+      const size_t chunk = (size_t)(e - a) / (size_t)nt / 256 * 256;
+      bytes += (double)chunk * nt;
+#pragma omp parallel num_threads(nt) reduction(^ : x)
+      {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num();
+#else
+        const int t = 0;
+#endif
+        const char *p = (const char *)a + (size_t)t * chunk;
+#ifdef PROBE_X86
+        x ^= avx512 ? read_avx512(p, chunk) : read_plain(p, chunk);
+#else
+        x ^= read_plain(p, chunk);
+#endif
+      }
+    }
+    const double dt = now_s() - t0;
+    sink ^= x;
+    if (rep >= 0 && dt > 0 && bytes > 0) out->runs[out->n++] = bytes / dt / 1e9;
+  }
+  (void)sink;
+  figure_finish(out);
+}
+
 /* ---- compute peaks -------------------------------------------------------------------
  * Each kernel runs `iters` iterations of 16 independent instructions and returns a value
  * that depends on all of them. */

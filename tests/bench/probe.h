@@ -16,6 +16,7 @@
 #define BAGEL_BENCH_PROBE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct {
   double runs[16];
@@ -39,6 +40,14 @@ typedef struct {
 /* Measure everything with `threads` threads (<= 0: OpenMP's default), each figure
  * `reps` times (1..16), the bandwidth over a buffer of `mem_mib` MiB (0: 1024). */
 void probe_run(ProbeResult *r, int threads, int reps, int mem_mib);
+
+/* Stream-read `count` memory ranges (the model's own weights, say) with `threads`
+ * threads, `reps` times after a warm-up: GB/s per pass over all of them, in *out.  The
+ * checkpoint's page-cache pages need not stream like a fresh buffer: on this project's
+ * VM they read ~25% slower (docs/performance.md), so a GEMV over them is compared with
+ * both. */
+void probe_read_ranges(ProbeFigure *out, const void *const *ptrs, const size_t *lens,
+                       int count, int threads, int reps);
 
 /* Only the parts that need no timing: CPU name, features, AMX permission. */
 void probe_features(ProbeResult *r);

@@ -1,7 +1,10 @@
 /* tests/bench/test_fast_ops.c — the fast CPU backend (kernels/cpu/fast_backend.h) gives
  * the reference backend's results bit for bit: linear (bf16 and fp32 inputs, bf16 and
  * fp32 outputs, bias or none) and attention (GQA, bottom-right causal with a cache, the
- * ViT's head dim 72, the VAE's single fp32 head of 512) on random data.  This is where a
+ * ViT's head dim 72, the VAE's single fp32 head of 512) on random data.  The one op that
+ * is not bit-exact on purpose is the VAE's conv2d (FMA, cpu_conv2d_fma): it is checked
+ * against an fp64 convolution, as accurate as the exact kernel, and seen to differ from
+ * it (so the FMA path is what runs).  This is where a
  * change of the reference's summation order shows: the fast kernels must then follow
  * (kernels/cpu/fast_backend.c names the order they implement).  Skips (77) without
  * AVX-512, where the fast backend is the reference. */
@@ -92,6 +95,70 @@ static int check_attention(BkBackend *ref, BkBackend *fast, int64_t Lq, int64_t 
   return bad;
 }
 
+/* y = conv(x, w) + b in fp64, the naive loop; also Σ|w·x| + |b| per output (the scale). */
+static void conv_f64(const BkTensor *x, const BkTensor *w, const BkTensor *b, int stride,
+                     const int pad[4], int64_t ho, int64_t wo, double *y, double *mag) {
+  const int64_t cin = x->ne[0], h = x->ne[1], wd = x->ne[2], cout = w->ne[0], kh = w->ne[2],
+                kw = w->ne[3];
+  const float *xd = x->data, *wt = w->data, *bd = b->data;
+  for (int64_t co = 0; co < cout; co++)
+    for (int64_t oy = 0; oy < ho; oy++)
+      for (int64_t ox = 0; ox < wo; ox++) {
+        double s = bd[co], m = fabs(bd[co]);
+        for (int64_t ci = 0; ci < cin; ci++)
+          for (int64_t dy = 0; dy < kh; dy++)
+            for (int64_t dx = 0; dx < kw; dx++) {
+              const int64_t iy = oy * stride + dy - pad[0], ix = ox * stride + dx - pad[1];
+              if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+              const double t = (double)wt[((co * cin + ci) * kh + dy) * kw + dx] *
+                               (double)xd[(ci * h + iy) * wd + ix];
+              s += t;
+              m += fabs(t);
+            }
+        y[(co * ho + oy) * wo + ox] = s;
+        mag[(co * ho + oy) * wo + ox] = m;
+      }
+}
+
+static int check_conv(BkBackend *ref, BkBackend *fast, int64_t cin, int64_t cout, int64_t h,
+                      int64_t wd, int k, int stride, const int pad[4], int64_t *differ) {
+  const int64_t xe[3] = {cin, h, wd}, we[4] = {cout, cin, k, k}, be_[1] = {cout};
+  BkTensor x = rand_tensor(BK_F32, 3, xe, 1.0f), w = rand_tensor(BK_F32, 4, we, 0.05f),
+           b = rand_tensor(BK_F32, 1, be_, 0.1f);
+  const int64_t ho = (h + pad[0] + pad[2] - k) / stride + 1, wo = (wd + pad[1] + pad[3] - k) / stride + 1;
+  const int64_t ye[3] = {cout, ho, wo};
+  BkTensor y0 = bk_tensor(NULL, BK_F32, 3, ye), y1 = y0;
+  y0.data = malloc(bk_nbytes(&y0));
+  y1.data = malloc(bk_nbytes(&y1));
+  double *y64 = malloc(sizeof(double) * (size_t)bk_numel(&y0)),
+         *mag = malloc(sizeof(double) * (size_t)bk_numel(&y0));
+  ref->ops->conv2d(ref, &y0, &x, &w, &b, stride, pad);
+  fast->ops->conv2d(fast, &y1, &x, &w, &b, stride, pad);
+  conv_f64(&x, &w, &b, stride, pad, ho, wo, y64, mag);
+  double e_ref = 0, e_fast = 0, worst = 0;
+  int64_t nd = 0;
+  for (int64_t i = 0; i < bk_numel(&y0); i++) {
+    const float r = ((float *)y0.data)[i], f = ((float *)y1.data)[i];
+    nd += memcmp(&r, &f, 4) != 0;
+    const double er = fabs(r - y64[i]) / mag[i], ef = fabs(f - y64[i]) / mag[i];
+    e_ref += er;
+    e_fast += ef;
+    if (ef > worst) worst = ef;
+  }
+  const int64_t n = bk_numel(&y0);
+  /* fp32 summation of K terms: |error| <= ~K·2^-24·Σ|terms| in the worst case, ~1e-7
+   * relative in practice; the FMA path must be as accurate as the exact one on average */
+  const bool ok = bk_ok(fast) && isfinite(worst) && worst < 1e-5 &&
+                  e_fast <= 1.25 * e_ref + 1e-12 * (double)n;
+  printf("%s conv %lldx%lld k%d s%d on %lldx%lld: mean rel error fma %.2e, exact %.2e, worst "
+         "fma %.2e; %lld of %lld outputs differ from the exact kernel\n", ok ? "ok:  " : "FAIL:",
+         (long long)cin, (long long)cout, k, stride, (long long)h, (long long)wd,
+         e_fast / (double)n, e_ref / (double)n, worst, (long long)nd, (long long)n);
+  *differ += nd;
+  free(x.data); free(w.data); free(b.data); free(y0.data); free(y1.data); free(y64); free(mag);
+  return ok ? 0 : 1;
+}
+
 int main(void) {
   if (!fa_supported() || fg_pick(FG_ORDER_SEQ) == FG_KERNEL_NONE) {
     printf("SKIP: no AVX-512 on this CPU (the fast backend is the reference)\n");
@@ -116,6 +183,21 @@ int main(void) {
   fails += check_attention(ref, fast, 50, 0, 16, 16, 72, BK_BF16, BK_CAUSAL_NONE);
   fails += check_attention(ref, fast, 64, 0, 1, 1, 512, BK_F32, BK_CAUSAL_NONE);
   runs += 7;
+  /* the VAE's convolutions: 3×3 pad 1, the first (3 channels) and last (to 3), the
+   * encoder's stride-2 downsample padded (0,1,0,1), a 1×1 shortcut; cout not a multiple
+   * of the 12-row tile */
+  const int p1[4] = {1, 1, 1, 1}, p0[4] = {0, 0, 0, 0}, pd[4] = {0, 0, 1, 1};
+  int64_t differ = 0;
+  fails += check_conv(ref, fast, 64, 64, 21, 19, 3, 1, p1, &differ);
+  fails += check_conv(ref, fast, 3, 128, 16, 16, 3, 1, p1, &differ);
+  fails += check_conv(ref, fast, 128, 3, 16, 16, 3, 1, p1, &differ);
+  fails += check_conv(ref, fast, 32, 32, 17, 16, 3, 2, pd, &differ);
+  fails += check_conv(ref, fast, 96, 50, 9, 11, 1, 1, p0, &differ);
+  runs += 5;
+  if (!differ) {
+    printf("FAIL: the fast conv2d gave the exact kernel's bits everywhere: its FMA path did not run\n");
+    fails++;
+  }
   bk_backend_free(ref);
   bk_backend_free(fast);
   printf("%d passed, %d failed\n", runs - fails, fails);

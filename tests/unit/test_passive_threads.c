@@ -1,7 +1,7 @@
 /* tests/unit/test_passive_threads.c — bagel_prefer_passive_threads (engine/engine.c):
  * without a policy in the environment the program is executed again with
- * OMP_WAIT_POLICY=passive and the same arguments; a policy the caller chose is kept and
- * nothing is re-executed.
+ * OMP_WAIT_POLICY=passive, a short GOMP_SPINCOUNT (unless the caller set one) and the
+ * same arguments; a policy the caller chose is kept and nothing is re-executed.
  *
  * The program drives itself: with no argument it clears the variable and starts
  * `self run A B`; each start of `run` counts itself in TEST_EXECS. */
@@ -20,6 +20,7 @@ static int fail(const char *what) {
 int main(int argc, char **argv) {
   if (argc == 1) {
     unsetenv("OMP_WAIT_POLICY");
+    unsetenv("GOMP_SPINCOUNT");
     setenv("TEST_EXECS", "0", 1);
     char *args[] = {argv[0], (char *)"run", (char *)"A", (char *)"B c", NULL};
     execv("/proc/self/exe", args);
@@ -36,12 +37,15 @@ int main(int argc, char **argv) {
     const char *p = getenv("OMP_WAIT_POLICY");
     if (execs != 2) return fail("no re-execution without a policy");
     if (!p || strcmp(p, "passive")) return fail("OMP_WAIT_POLICY is not passive after the re-execution");
+    const char *spin = getenv("GOMP_SPINCOUNT");
+    if (!spin || atoi(spin) <= 0 || atoi(spin) > 100000)
+      return fail("GOMP_SPINCOUNT is not a short spin after the re-execution");
     if (argc != 4 || strcmp(argv[2], "A") || strcmp(argv[3], "B c")) return fail("arguments changed");
     /* a chosen policy is kept, without re-execution */
     setenv("OMP_WAIT_POLICY", "active", 1);
     bagel_prefer_passive_threads(argv);
     if (strcmp(getenv("OMP_WAIT_POLICY"), "active")) return fail("the caller's policy was replaced");
-    printf("ok: re-executed once with OMP_WAIT_POLICY=passive, arguments kept; a chosen policy kept\n");
+    printf("ok: re-executed once with OMP_WAIT_POLICY=passive and GOMP_SPINCOUNT=%s, arguments kept; a chosen policy kept\n", spin);
     return 0;
   }
   return fail("unexpected arguments");
