@@ -1,7 +1,8 @@
 /* kernels/cpu/fast_attention.c — blocked exact-order attention (fast_attention.h). */
 #include "fast_attention.h"
 
-#include "cpu_internal.h"   /* cpu_expf: the reference's exp, bit for bit */
+#include "cpu_expf16.h"     /* cpu_expf on 16 lanes, bit for bit */
+#include "cpu_internal.h"   /* cpu_expf: the reference's exp */
 
 #include <math.h>
 #include <stdlib.h>
@@ -209,6 +210,18 @@ AVX512 static float row_sum16(const float *e, int64_t n, int64_t Lk) {
   return a[0];
 }
 
+/* s[j] = cpu_expf(s[j] − mx) for j < n, 16 at a time (the tail masked) */
+AVX512 static void exp_row(float *s, int64_t n, float mx) {
+  const __m512 m = _mm512_set1_ps(mx);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    _mm512_storeu_ps(s + j, cpu_expf16(_mm512_sub_ps(_mm512_loadu_ps(s + j), m)));
+  if (j < n) {
+    const __mmask16 k = (__mmask16)((1u << (n - j)) - 1);
+    _mm512_mask_storeu_ps(s + j, k, cpu_expf16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), m)));
+  }
+}
+
 /* One task: KV head hk, queries [i0, i0+qb), every head of the group. */
 AVX512 static void run_task(const Fa *a, int64_t hk, int64_t i0, int64_t qb, float *s, float *pt) {
   const int64_t D = a->D, Lk = a->Lk;
@@ -238,7 +251,7 @@ AVX512 static void run_task(const Fa *a, int64_t hk, int64_t i0, int64_t qb, flo
     }
     float *sr = s + r * lds;
     const float mx = row_max(sr, vis[r]);
-    for (int64_t j = 0; j < vis[r]; j++) sr[j] = cpu_expf(sr[j] - mx);
+    exp_row(sr, vis[r], mx);
     const float inv = 1.0f / row_sum16(sr, vis[r], Lk);
     for (int64_t j = 0; j < vis[r]; j++) pt[j * 16 + r] = sr[j] * inv;
     for (int64_t j = vis[r]; j < nk; j++) pt[j * 16 + r] = 0.0f;

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_expf16.h"
+#include "cpu_internal.h"
 #include "fast_attention.h"
 #include "fast_backend.h"
 #include "fast_gemm.h"
@@ -93,6 +95,95 @@ static int check_attention(BkBackend *ref, BkBackend *fast, int64_t Lq, int64_t 
   free(q.data); free(kn.data); free(vn.data); free(kc.data); free(vc.data);
   free(o0.data); free(o1.data);
   return bad;
+}
+
+/* silu_mul (the MLP's act(gate)·up, bf16): fast against reference, bit for bit, on
+ * random values of several scales and the special ones (±0, ±∞, NaN, the largest
+ * finite, subnormals, values where exp(−g) overflows or underflows). */
+static int check_silu_mul(BkBackend *ref, BkBackend *fast, int64_t n, bool with_up) {
+  const int64_t ne[1] = {n};
+  BkTensor g = rand_tensor(BK_BF16, 1, ne, 4.0f), u = rand_tensor(BK_BF16, 1, ne, 1.0f);
+  static const uint16_t special[] = {0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f7f,
+                                     0xff7f, 0x0001, 0x8001, 0x42d0, 0xc2d0, 0x42c8, 0xc2c8,
+                                     0x4300, 0xc300, 0xc2ce, 0x42cf};
+  uint16_t *gd = g.data;
+  for (int64_t i = 0; i < n; i++) {
+    if (i % 7 == 3) gd[i] = special[(i / 7) % (sizeof special / sizeof *special)];
+    if (i % 11 == 5) gd[i] = bk_f32_to_bf16(nrand() * 60.0f);
+  }
+  BkTensor y0 = empty_like(&g), y1 = empty_like(&g);
+  ref->ops->silu_mul(ref, &y0, &g, with_up ? &u : NULL);
+  fast->ops->silu_mul(fast, &y1, &g, with_up ? &u : NULL);
+  char what[96];
+  snprintf(what, sizeof what, "silu_mul n=%lld bf16%s", (long long)n, with_up ? " with up" : "");
+  const int r = compare(what, &y0, &y1);
+  free(g.data); free(u.data); free(y0.data); free(y1.data);
+  return r;
+}
+
+/* group_norm (the VAE's, fp32, optional swish): fast against reference, bit for bit. */
+static int check_group_norm(BkBackend *ref, BkBackend *fast, int64_t c, int64_t h, int64_t wd,
+                            int groups, BkDType wdt, bool swish) {
+  const int64_t xe[3] = {c, h, wd}, ce[1] = {c};
+  BkTensor x = rand_tensor(BK_F32, 3, xe, 3.0f), w = rand_tensor(wdt, 1, ce, 1.0f),
+           b = rand_tensor(wdt, 1, ce, 0.5f);
+  float *xd = x.data;
+  for (int64_t i = 0; i < bk_numel(&x); i++) xd[i] += 0.7f;   /* a mean away from 0 */
+  BkTensor y0 = empty_like(&x), y1 = empty_like(&x);
+  ref->ops->group_norm(ref, &y0, &x, &w, &b, groups, 1e-6f, swish);
+  fast->ops->group_norm(fast, &y1, &x, &w, &b, groups, 1e-6f, swish);
+  char what[96];
+  snprintf(what, sizeof what, "group_norm %lldx%lldx%lld, %d groups, %s weights%s", (long long)c,
+           (long long)h, (long long)wd, groups, bk_dtype_name(wdt), swish ? ", swish" : "");
+  const int r = compare(what, &y0, &y1) || !bk_ok(fast);
+  free(x.data); free(w.data); free(b.data); free(y0.data); free(y1.data);
+  return r;
+}
+
+/* cpu_expf16 against cpu_expf on every `stride`-th 32-bit pattern (all of them with
+ * FAST_OPS_EXP_STRIDE=1: 4.3e9 values, a minute) and on the edges of its ranges. */
+__attribute__((target("avx512f"))) static int check_expf16(uint32_t stride) {
+  static const float edge[] = {0.0f, -0.0f, 1.0f, -1.0f, 100.0f, -104.0f, 88.72f, -87.33f,
+                               0.34657359f, -0.34657359f, 1e-30f, -1e-30f, 1e-45f};
+  int64_t bad = 0, n = 0;
+  uint32_t first_bad = 0;
+  float in[16];
+  int k = 0;
+  for (uint64_t u = 0; u <= 0xffffffffull + 16 * 4 + sizeof edge / sizeof *edge; ) {
+    float x;
+    if (u <= 0xffffffffull) {
+      uint32_t b = (uint32_t)u;
+      memcpy(&x, &b, 4);
+      u += stride;
+      if (u > 0xffffffffull) u = 0x100000000ull;
+    } else {
+      const uint64_t e = u - 0x100000000ull;
+      u++;
+      if (e < sizeof edge / sizeof *edge) x = edge[e];
+      else {   /* the neighbours of the range ends */
+        const uint64_t i = e - sizeof edge / sizeof *edge;
+        x = nextafterf(i < 32 ? -104.0f : 100.0f, (i & 1) ? INFINITY : -INFINITY);
+        for (uint64_t t = 0; t < (i % 32) / 2; t++) x = nextafterf(x, (i & 1) ? INFINITY : -INFINITY);
+      }
+    }
+    in[k++] = x;
+    if (k < 16 && u <= 0xffffffffull + 16 * 4 + sizeof edge / sizeof *edge) continue;
+    float out[16];
+    _mm512_storeu_ps(out, cpu_expf16(_mm512_loadu_ps(in)));
+    for (int l = 0; l < k; l++, n++) {
+      const float want = cpu_expf(in[l]);
+      if (memcmp(&want, &out[l], 4) && !(isnan(want) && isnan(out[l]))) {
+        if (!bad) memcpy(&first_bad, &in[l], 4);
+        bad++;
+      }
+    }
+    k = 0;
+  }
+  printf("%s cpu_expf16 against cpu_expf on %lld values (every %u-th bit pattern and the "
+         "range edges): %lld differ", bad ? "FAIL:" : "ok:  ", (long long)n, stride, (long long)bad);
+  if (bad) printf(", the first at 0x%08x", first_bad);
+  printf("\n");
+  return bad ? 1 : 0;
 }
 
 /* y = conv(x, w) + b in fp64, the naive loop; also Σ|w·x| + |b| per output (the scale). */
@@ -183,6 +274,19 @@ int main(void) {
   fails += check_attention(ref, fast, 50, 0, 16, 16, 72, BK_BF16, BK_CAUSAL_NONE);
   fails += check_attention(ref, fast, 64, 0, 1, 1, 512, BK_F32, BK_CAUSAL_NONE);
   runs += 7;
+  fails += check_silu_mul(ref, fast, 1, true);
+  fails += check_silu_mul(ref, fast, 37, true);
+  fails += check_silu_mul(ref, fast, 8960, false);
+  fails += check_silu_mul(ref, fast, 3 * 18944 + 5, true);   /* > 65536: both threads */
+  runs += 4;
+  fails += check_group_norm(ref, fast, 64, 13, 11, 32, BK_F32, true);
+  fails += check_group_norm(ref, fast, 128, 16, 16, 32, BK_F32, false);
+  fails += check_group_norm(ref, fast, 96, 7, 5, 32, BK_BF16, true);   /* n = 105: a tail */
+  fails += check_group_norm(ref, fast, 32, 1, 3, 32, BK_F32, true);    /* n = 3 < 8 */
+  runs += 4;
+  const char *es = getenv("FAST_OPS_EXP_STRIDE");
+  fails += check_expf16(es && atoi(es) > 0 ? (uint32_t)atoi(es) : 97);
+  runs++;
   /* the VAE's convolutions: 3×3 pad 1, the first (3 channels) and last (to 3), the
    * encoder's stride-2 downsample padded (0,1,0,1), a 1×1 shortcut; cout not a multiple
    * of the 12-row tile */
