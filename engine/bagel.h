@@ -141,8 +141,10 @@ typedef struct {
   BagelBackendKind backend;
   int n_threads;             /* CPU backend; <= 0: all cores */
   gboolean mlock;            /* lock the weights in RAM */
-  gboolean skip_weight_check; /* do not scan every weight for NaN/Inf at open (the scan
-                              * reads the whole checkpoint: seconds to minutes for 7B) */
+  gboolean skip_weight_check; /* do not scan every weight for NaN/Inf at open.  The scan
+                              * reads the whole checkpoint (seconds to minutes for 7B) on
+                              * the first open of a file only: its verdict is remembered
+                              * per file (checkpoint.h, ckpt_check_finite_once) */
 } BagelEngineOptions;
 
 void bagel_engine_options_init(BagelEngineOptions *o);

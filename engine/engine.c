@@ -165,7 +165,7 @@ BagelEngine *bagel_engine_open(const char *model_dir, const BagelEngineOptions *
   }
   /* a corrupt download shows as NaN/Inf weights: refuse it with the tensor's name (the
    * count backend never reads a weight: no scan) */
-  if (!bk_is_count(e->be) && !opts->skip_weight_check && !ckpt_check_finite(ck, error)) {
+  if (!bk_is_count(e->be) && !opts->skip_weight_check && !ckpt_check_finite_once(ck, NULL, error)) {
     checkpoint_free(ck);
     goto fail;
   }

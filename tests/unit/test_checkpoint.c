@@ -271,6 +271,62 @@ static void test_nan_detected(void) {
   g_free(dir);
 }
 
+/* The scan's verdict is remembered per file (BAGEL_CACHE_DIR) and forgotten when the
+ * file changes: an edit in place that puts a NaN in a tensor is found on the next open. */
+static void test_scan_remembered(void) {
+  char *dir = tiny_copy();
+  /* ema.safetensors as a file of its own (tiny_copy links to the shared checkpoint,
+   * which this test must not write into) */
+  {
+    char *link = g_build_filename(dir, "ema.safetensors", NULL), *data = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(link, &data, &len, NULL));
+    g_assert_cmpint(g_unlink(link), ==, 0);
+    g_assert_true(g_file_set_contents(link, data, (gssize)len, NULL));
+    g_free(data);
+    g_free(link);
+  }
+  char *cache = g_build_filename(dir, "cache", NULL);
+  g_setenv("BAGEL_CACHE_DIR", cache, TRUE);
+  GError *err = NULL;
+  gboolean scanned = FALSE;
+  Checkpoint *ck = checkpoint_open(dir, &err);
+  g_assert_no_error(err);
+  g_assert_true(ckpt_check_finite_once(ck, &scanned, &err));
+  g_assert_true(scanned);
+  g_assert_true(ckpt_check_finite_once(ck, &scanned, &err));
+  g_assert_false(scanned);   /* remembered */
+  const StTensor *t = ckpt_tensor(ck, "time_embedder.mlp.2.bias");
+  g_assert_nonnull(t);
+  const uint64_t off = t->offset;
+  const StDType dt = t->dtype;
+  char *ema = g_strdup(st_path(ck->ema));
+  checkpoint_free(ck);
+  g_usleep(20000);   /* past a coarse timestamp tick on kernels without fine-grained ones */
+  FILE *f = fopen(ema, "r+b");
+  g_assert_nonnull(f);
+  uint64_t hlen = 0;
+  g_assert_cmpint(fread(&hlen, 8, 1, f), ==, 1);
+  g_assert_cmpint(fseek(f, (long)(8 + hlen + off), SEEK_SET), ==, 0);
+  const uint32_t nan32 = 0x7fc00000u;
+  const uint16_t nan16 = 0x7fc0;
+  if (dt == ST_F32) g_assert_cmpint(fwrite(&nan32, 4, 1, f), ==, 1);
+  else g_assert_cmpint(fwrite(&nan16, 2, 1, f), ==, 1);
+  fclose(f);
+  ck = checkpoint_open(dir, &err);
+  g_assert_no_error(err);
+  g_assert_false(ckpt_check_finite_once(ck, &scanned, &err));
+  g_assert_true(scanned);
+  g_assert_nonnull(strstr(err->message, "\"time_embedder.mlp.2.bias\" contains NaN or Inf"));
+  g_clear_error(&err);
+  checkpoint_free(ck);
+  g_unsetenv("BAGEL_CACHE_DIR");
+  g_free(ema);
+  g_free(cache);
+  rm_rf(dir);
+  g_free(dir);
+}
+
 static void test_unexpected_tensor_warns(void) {
   /* an extra tensor alone is a warning, not an error */
   char *dir = tiny_copy();
@@ -389,6 +445,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/checkpoint/missing-files", test_missing_files);
   g_test_add_func("/checkpoint/all-problems-at-once", test_all_problems_at_once);
   g_test_add_func("/checkpoint/nan-detected", test_nan_detected);
+  g_test_add_func("/checkpoint/scan-remembered", test_scan_remembered);
   g_test_add_func("/checkpoint/unexpected-tensor-warns", test_unexpected_tensor_warns);
   g_test_add_func("/checkpoint/bad-configs", test_bad_configs);
   return g_test_run();
