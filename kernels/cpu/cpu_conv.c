@@ -218,21 +218,68 @@ static void pack_weight_panel(const float *w, int64_t m, int64_t k, int mr, int6
 
 #define CONV_STRIPS_PER_TILE 4
 
+/* Scratch kept between calls (the fast backend's): the packed weights and each thread's
+ * column strips and output tile, grown to the largest call, never shrunk — so a decode
+ * after the first touches no new page (without it, each call maps and zeroes ~10 MB). */
+struct CpuConvWork {
+  int n_threads;
+  float *ap, **bp, **ct;
+  size_t ap_cap, *bp_cap, *ct_cap;   /* floats */
+};
+
+CpuConvWork *cpu_conv_work_new(int n_threads) {
+  CpuConvWork *cw = calloc(1, sizeof *cw);
+  if (!cw) return NULL;
+  cw->n_threads = n_threads > 0 ? n_threads : 1;
+  cw->bp = calloc((size_t)cw->n_threads, sizeof *cw->bp);
+  cw->ct = calloc((size_t)cw->n_threads, sizeof *cw->ct);
+  cw->bp_cap = calloc((size_t)cw->n_threads, sizeof *cw->bp_cap);
+  cw->ct_cap = calloc((size_t)cw->n_threads, sizeof *cw->ct_cap);
+  if (!cw->bp || !cw->ct || !cw->bp_cap || !cw->ct_cap) {
+    cpu_conv_work_free(cw);
+    return NULL;
+  }
+  return cw;
+}
+
+void cpu_conv_work_free(CpuConvWork *cw) {
+  if (!cw) return;
+  for (int t = 0; t < cw->n_threads; t++) {
+    if (cw->bp) free(cw->bp[t]);
+    if (cw->ct) free(cw->ct[t]);
+  }
+  free(cw->ap);
+  free(cw->bp);
+  free(cw->ct);
+  free(cw->bp_cap);
+  free(cw->ct_cap);
+  free(cw);
+}
+
+/* *p holding at least n floats, 64-byte aligned (contents not kept) */
+static bool grow_floats(float **p, size_t *cap, size_t n) {
+  if (*p && *cap >= n) return true;
+  free(*p);
+  *p = aligned_alloc(64, (n * sizeof **p + 63) / 64 * 64);
+  *cap = *p ? n : 0;
+  return *p != NULL;
+}
+
 static void conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
-                   const BkTensor *b, int stride, const int pad[4], bool fma);
+                   const BkTensor *b, int stride, const int pad[4], bool fma, CpuConvWork *cw);
 
 void cpu_conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
                 const BkTensor *b, int stride, const int pad[4]) {
-  conv2d(be, y, x, w, b, stride, pad, false);
+  conv2d(be, y, x, w, b, stride, pad, false, NULL);
 }
 
-void cpu_conv2d_fma(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
-                    const BkTensor *b, int stride, const int pad[4]) {
-  conv2d(be, y, x, w, b, stride, pad, true);
+void cpu_conv2d_fma(BkBackend *be, CpuConvWork *cw, BkTensor *y, const BkTensor *x,
+                    const BkTensor *w, const BkTensor *b, int stride, const int pad[4]) {
+  conv2d(be, y, x, w, b, stride, pad, true, cw);
 }
 
 static void conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
-                   const BkTensor *b, int stride, const int pad[4], bool fma) {
+                   const BkTensor *b, int stride, const int pad[4], bool fma, CpuConvWork *cw) {
   if (x->dt != BK_F32 || w->dt != BK_F32 || y->dt != BK_F32 || (b && b->dt != BK_F32)) {
     bk_fail(be, "cpu conv2d: needs F32 tensors (x %s, w %s, y %s)", bk_dtype_name(x->dt),
             bk_dtype_name(w->dt), bk_dtype_name(y->dt));
@@ -267,7 +314,16 @@ static void conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor
   const int64_t mpad = (cout + isa.mr - 1) / isa.mr * isa.mr;
   const int64_t tile = (int64_t)isa.nr * CONV_STRIPS_PER_TILE;
   const int64_t ntiles = (g.p + tile - 1) / tile;
-  float *ap = aligned_alloc(64, (size_t)((mpad * g.k + 15) / 16 * 16) * sizeof *ap);
+  const size_t ap_n = (size_t)((mpad * g.k + 15) / 16 * 16);
+  const int nt_cw = cw && cw->n_threads < nt ? cw->n_threads : nt;
+  bool have = cw != NULL;
+  for (int t = 0; have && t < nt_cw; t++)
+    have = grow_floats(&cw->bp[t], &cw->bp_cap[t], (size_t)(tile * isa.kb)) &&
+           grow_floats(&cw->ct[t], &cw->ct_cap[t], (size_t)(mpad * tile));
+  if (have) have = grow_floats(&cw->ap, &cw->ap_cap, ap_n);
+  if (!have) cw = NULL;   /* out of memory for the kept scratch: this call's own, below */
+  const int nthr = cw ? nt_cw : nt;
+  float *ap = cw ? cw->ap : aligned_alloc(64, ap_n * sizeof *ap);
   if (!ap) {
     bk_fail(be, "cpu conv2d: out of memory packing weights [%lld, %lld]", (long long)cout,
             (long long)g.k);
@@ -277,7 +333,7 @@ static void conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor
   float *yd = y->data;
   bool oom = false;
 
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nthr)
   {
 #pragma omp for schedule(static)
     for (int64_t pi = 0; pi < mpad / isa.mr; pi++)
@@ -285,8 +341,13 @@ static void conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor
     /* (the loop's barrier: the weights are packed before any tile starts) */
 
     /* per thread: packed col strips [strip][kk][NR] and the output tile [mpad][tile] */
-    float *bp = aligned_alloc(64, (size_t)(tile * isa.kb) * sizeof *bp);
-    float *ct = aligned_alloc(64, (size_t)(mpad * tile) * sizeof *ct);
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    float *bp = cw ? cw->bp[tid] : aligned_alloc(64, (size_t)(tile * isa.kb) * sizeof *bp);
+    float *ct = cw ? cw->ct[tid] : aligned_alloc(64, (size_t)(mpad * tile) * sizeof *ct);
     if (!bp || !ct) {
 #pragma omp atomic write
       oom = true;
@@ -314,10 +375,12 @@ static void conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor
       for (int64_t m = 0; m < cout; m++)
         memcpy(yd + m * g.p + p0, ct + m * tile, (size_t)np * sizeof *yd);
     }
-    free(bp);
-    free(ct);
+    if (!cw) {
+      free(bp);
+      free(ct);
+    }
   }
-  free(ap);
+  if (!cw) free(ap);
   if (oom) bk_fail(be, "cpu conv2d: out of memory for the per-thread tiles");
 }
 

@@ -161,9 +161,13 @@ void cpu_attention(BkBackend *be, BkTensor *o, const BkTensor *q, const BkTensor
                    float scale);
 void cpu_conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
                 const BkTensor *b, int stride, const int pad[4]);
-/* The same with FMA on AVX-512 (the fast backend; the exact kernels elsewhere). */
-void cpu_conv2d_fma(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
-                    const BkTensor *b, int stride, const int pad[4]);
+/* The same with FMA on AVX-512 (the fast backend; the exact kernels elsewhere), its
+ * scratch kept in cw between calls (NULL: allocated per call). */
+typedef struct CpuConvWork CpuConvWork;
+CpuConvWork *cpu_conv_work_new(int n_threads);
+void cpu_conv_work_free(CpuConvWork *cw);
+void cpu_conv2d_fma(BkBackend *be, CpuConvWork *cw, BkTensor *y, const BkTensor *x,
+                    const BkTensor *w, const BkTensor *b, int stride, const int pad[4]);
 void cpu_cfg_euler(BkBackend *be, BkTensor *x, const BkTensor *c, const BkTensor *ut,
                    const BkTensor *ui, const BkCfgStep *p, BkTensor *v_out);
 

@@ -36,6 +36,7 @@ typedef struct {
   float *bias;
   size_t xb_cap, bias_cap;
   double linear_s, attention_s;   /* wall time inside the two ops (bench breakdowns) */
+  CpuConvWork *conv;       /* conv2d's scratch, kept between calls */
   bool vec_eltwise;        /* AVX-512 F/BW/VL: silu_mul and group_norm vectorised */
   int n_threads;
 } FastTable;
@@ -250,8 +251,14 @@ static void fast_silu_mul(BkBackend *be, BkTensor *y, const BkTensor *gate, cons
   ft->ref->silu_mul(be, y, gate, up);
 }
 
+static void fast_conv2d(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
+                        const BkTensor *b, int stride, const int pad[4]) {
+  cpu_conv2d_fma(be, table(be)->conv, y, x, w, b, stride, pad);
+}
+
 static void fast_destroy(BkBackend *be) {
   FastTable *ft = table(be);
+  cpu_conv_work_free(ft->conv);
   be->ops = ft->ref;
   fg_work_free(ft->gemm);
   fa_work_free(ft->attn);
@@ -287,17 +294,19 @@ BkBackend *bk_cpu_fast_new(int n_threads) {
   /* the VAE: FMA, within its 1e-4 golden tolerance; BAGEL_CPU_CONV=exact keeps the
    * reference's mul+add kernel (A/B benches) */
   const char *conv = getenv("BAGEL_CPU_CONV");
-  if (!conv || strcmp(conv, "exact")) ft->ops.conv2d = cpu_conv2d_fma;
+  if (!conv || strcmp(conv, "exact")) ft->ops.conv2d = fast_conv2d;
+  ft->conv = cpu_conv_work_new(n_threads);
   ft->kernel = fg_pick(FAST_LINEAR_ORDER);
   ft->gemm = fg_work_new(n_threads);
   ft->attn = fa_work_new(n_threads);
-  if (!ft->gemm || !ft->attn) goto fail;
+  if (!ft->gemm || !ft->attn || !ft->conv) goto fail;
   be->ops = &ft->ops;
   return be;
 fail:
   if (ft) {
     fg_work_free(ft->gemm);
     fa_work_free(ft->attn);
+    cpu_conv_work_free(ft->conv);
     free(ft);
   }
   bk_backend_free(be);
