@@ -142,22 +142,26 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m512 widen1
 
 /* silu_mul on bf16 tensors: the reference's arithmetic (cpu_eltwise.c) on 16 lanes —
  * a = g / (1 + expf(−g)) with cpu_expf16, rounded to bf16, times up, rounded to bf16. */
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static void silu_mul_bf16(uint16_t *y, const uint16_t *g,
-                                                                     const uint16_t *up, int64_t n) {
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-    const __m512 gv = widen16_bf16(g + i, k);
-    const __m512 ng = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(gv), sign));
-    __m512 a = _mm512_div_ps(gv, _mm512_add_ps(one, cpu_expf16(ng)));
-    if (up) {
-      const __m512 ar = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(round16_bf16(a)), 16));
-      a = _mm512_mul_ps(ar, widen16_bf16(up + i, k));
-    }
-    _mm256_mask_storeu_epi16(y + i, k, round16_bf16(a));
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void silu16(uint16_t *y, const uint16_t *g,
+                                                                      const uint16_t *up, int64_t i,
+                                                                      int64_t n) {
+  const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+  const __m512 gv = widen16_bf16(g + i, k);
+  const __m512 ng = _mm512_castsi512_ps(
+      _mm512_xor_si512(_mm512_castps_si512(gv), _mm512_set1_epi32((int)0x80000000u)));
+  __m512 a = _mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), cpu_expf16(ng)));
+  if (up) {
+    const __m512 ar = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(round16_bf16(a)), 16));
+    a = _mm512_mul_ps(ar, widen16_bf16(up + i, k));
   }
+  _mm256_mask_storeu_epi16(y + i, k, round16_bf16(a));
+}
+
+/* (the OpenMP loop in a function of its own: the outlined region does not inherit a
+ * target attribute, so no vector value may cross into it) */
+static void silu_mul_bf16(uint16_t *y, const uint16_t *g, const uint16_t *up, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i += 16) silu16(y, g, up, i, n);
 }
 #endif
 
