@@ -473,22 +473,49 @@ static gboolean all_finite(const StTensor *t) {
   }
 }
 
+/* The scan's threads (GLib's, not OpenMP's: joined threads are a synchronisation that
+ * every tool, ThreadSanitizer included, sees): each takes the next tensor until none is
+ * left and records the lowest index of a bad one. */
+typedef struct {
+  const Checkpoint *ck;
+  gint next, first_bad, n;
+  GMutex lock;
+} ScanJob;
+
+static gpointer scan_worker(gpointer data) {
+  ScanJob *j = data;
+  for (;;) {
+    const gint i = g_atomic_int_add(&j->next, 1);
+    if (i >= j->n) break;
+    const CkptSpec *s = j->ck->expected->pdata[i];
+    const StTensor *t = ckpt_tensor(j->ck, s->name);
+    if (t && !all_finite(t)) {
+      g_mutex_lock(&j->lock);
+      if (i < j->first_bad) j->first_bad = i;
+      g_mutex_unlock(&j->lock);
+    }
+  }
+  return NULL;
+}
+
 gboolean ckpt_check_finite(const Checkpoint *ck, GError **error) {
   /* tensors split between the threads; the error names the first bad one in the
    * checkpoint's order, whichever thread finds it */
-  const gint n = (gint)ck->expected->len;
-  gint first_bad = n;
-#pragma omp parallel for schedule(dynamic)
-  for (gint i = 0; i < n; i++) {
-    const CkptSpec *s = ck->expected->pdata[i];
-    const StTensor *t = ckpt_tensor(ck, s->name);
-    if (t && !all_finite(t)) {
-#pragma omp critical(ckpt_finite)
-      if (i < first_bad) first_bad = i;
-    }
+  ScanJob j = {.ck = ck, .next = 0, .n = (gint)ck->expected->len};
+  j.first_bad = j.n;
+  g_mutex_init(&j.lock);
+  const guint nt = MIN(g_get_num_processors(), 8u);
+  GThread *th[8];
+  guint started = 0;
+  for (guint t = 1; t < nt; t++) {
+    th[started] = g_thread_try_new("bagel-scan", scan_worker, &j, NULL);
+    if (th[started]) started++;   /* without a thread the others do its share */
   }
-  if (first_bad < n) {
-    const CkptSpec *s = ck->expected->pdata[first_bad];
+  scan_worker(&j);
+  for (guint t = 0; t < started; t++) g_thread_join(th[t]);
+  g_mutex_clear(&j.lock);
+  if (j.first_bad < j.n) {
+    const CkptSpec *s = ck->expected->pdata[j.first_bad];
     g_set_error(error, BAGEL_ERROR, BAGEL_ERROR_MODEL, "%s: tensor \"%s\" contains NaN or "
                 "Inf values (corrupt download?)",
                 st_path(s->file == CKPT_FILE_EMA ? ck->ema : ck->ae), s->name);
