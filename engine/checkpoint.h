@@ -87,7 +87,8 @@ gboolean ckpt_dir_looks_complete(const char *dir);
 gboolean ckpt_check_finite(const Checkpoint *ck, GError **error);
 
 /* The same, skipped when this scan already passed on these very files (a stamp per file
- * in $BAGEL_CACHE_DIR or the user cache directory: device, inode, size, mtime in ns);
+ * in $BAGEL_CACHE_DIR or the user cache directory: device, inode, size, mtime and ctime
+ * in ns);
  * a passing scan writes the stamps.  *scanned (may be NULL): whether it scanned. */
 gboolean ckpt_check_finite_once(const Checkpoint *ck, gboolean *scanned, GError **error);
 

@@ -1,9 +1,10 @@
 /* kernels/cpu/fast_backend.c — the fast CPU backend (fast_backend.h): the reference
  * backend with a copy of its op table in which linear and attention point to the fast
- * kernels and silu_mul to a 16-lane version of the reference's arithmetic (all
- * bit-identical to the reference's) and conv2d to the FMA variant of the
- * reference's convolution (the VAE's, within its tolerance; cpu_conv.c).  The table lives in the backend (no global state); the reference's impl
- * (thread count) is untouched, so every reference op runs as before.
+ * kernels and silu_mul and group_norm to vector versions of the reference's arithmetic
+ * (all bit-identical to the reference's), and conv2d to the FMA variant of the
+ * reference's convolution (the VAE's, within its tolerance; cpu_conv.c).  The table
+ * lives in the backend (no global state); the reference's impl (thread count) is
+ * untouched, so every reference op runs as before.
  *
  * The summation order the fast kernels follow must be the reference's: FAST_LINEAR_ORDER
  * and FAST_ATTENTION_ORDER name it, and tests/bench/test_fast_ops.c compares the two
@@ -163,7 +164,6 @@ static void silu_mul_bf16(uint16_t *y, const uint16_t *g, const uint16_t *up, in
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i += 16) silu16(y, g, up, i, n);
 }
-#endif
 
 /* group_norm (the VAE's) with the reference's arithmetic (cpu_conv.c) on 8 double
  * lanes: the 8 partial sums of the mean and of the squared deviations are the
@@ -212,10 +212,12 @@ __attribute__((target("avx512f"))) static void group_apply(const float *xc, floa
       yc[j] = v * (1.0f / (1.0f + expf(-v)));
     }
 }
+#endif
 
 static void fast_group_norm(BkBackend *be, BkTensor *y, const BkTensor *x, const BkTensor *w,
                             const BkTensor *b, int groups, float eps, bool swish) {
   FastTable *ft = table(be);
+#if defined(__x86_64__) && defined(__GNUC__)
   const int64_t c = x->nd ? x->ne[0] : 0;
   if (!ft->vec_eltwise || !w || !b || x->dt != BK_F32 || y->dt != BK_F32 ||
       (w->dt != BK_F32 && w->dt != BK_BF16) || (b->dt != BK_F32 && b->dt != BK_BF16) ||
@@ -240,6 +242,9 @@ static void fast_group_norm(BkBackend *be, BkTensor *y, const BkTensor *x, const
       group_apply(xd + ch * hw, yd + ch * hw, hw, mean, rstd * wc, bc, swish);
     }
   }
+#else
+  ft->ref->group_norm(be, y, x, w, b, groups, eps, swish);
+#endif
 }
 
 static void fast_silu_mul(BkBackend *be, BkTensor *y, const BkTensor *gate, const BkTensor *up) {

@@ -158,10 +158,10 @@ static void probe_bandwidth(ProbeResult *r, int reps, size_t bytes) {
   if (!buf) return;
   const int nt = r->threads;
   const size_t chunk = bytes / (size_t)nt / 4096 * 4096;
-  volatile uint64_t sink = 0;
 #pragma omp parallel num_threads(nt)
   {
-    /* first touch by the thread that reads it */
+    /* first touch by the thread that reads it (probe_read_ranges gives thread t the
+     * same t-th share) */
 #ifdef _OPENMP
     int t = omp_get_thread_num();
 #else
@@ -169,30 +169,10 @@ static void probe_bandwidth(ProbeResult *r, int reps, size_t bytes) {
 #endif
     memset(buf + (size_t)t * chunk, 1 + t, chunk);
   }
-  for (int rep = -1; rep < reps; rep++) {   /* rep -1: warm-up */
-    double t0 = now_s();
-    uint64_t x = 0;
-#pragma omp parallel num_threads(nt) reduction(^ : x)
-    {
-#ifdef _OPENMP
-      int t = omp_get_thread_num();
-#else
-      int t = 0;
-#endif
-#ifdef PROBE_X86
-      x ^= r->has_avx512f ? read_avx512(buf + (size_t)t * chunk, chunk)
-                          : read_plain(buf + (size_t)t * chunk, chunk);
-#else
-      x ^= read_plain(buf + (size_t)t * chunk, chunk);
-#endif
-    }
-    double dt = now_s() - t0;
-    sink ^= x;
-    if (rep >= 0) r->mem_gb_s.runs[r->mem_gb_s.n++] = (double)chunk * nt / dt / 1e9;
-  }
-  (void)sink;
+  const void *range = buf;
+  const size_t len = chunk * (size_t)nt;
+  probe_read_ranges(&r->mem_gb_s, &range, &len, 1, nt, reps);
   free(buf);
-  figure_finish(&r->mem_gb_s);
 }
 
 void probe_read_ranges(ProbeFigure *out, const void *const *ptrs, const size_t *lens,
